@@ -1,0 +1,5 @@
+import sys
+
+from grokray.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""``grokray run | trial | report``: commands, flags, exit codes, printing.
+
+Exit codes: 0 done, 1 the study ran but failed, 2 bad input (one line naming the field), 130
+interrupted. Heavy imports (Ray, torch, MLflow) happen only after the input has been checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from grokray.study import OUTCOME_KEYS, StudyError, load_study
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"grokray: error: {message} (see grokray {self.prog.split()[-1]} --help)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="grokray", description="Study service for grokking research.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def study_args(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("study", metavar="STUDY", help="a study file, e.g. studies/critical_size.py")
+        sub.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="fix a config value (NAME=a,b,c pins a grid); repeatable",
+        )
+        sub.add_argument("--quick", action="store_true", help="the study's fast profile")
+
+    run = commands.add_parser("run", help="run a study on Ray Tune, track it in MLflow")
+    study_args(run)
+    run.add_argument(
+        "--storage",
+        default=None,
+        help="results directory or pyarrow URI (default: $GROKRAY_STORAGE or ./results)",
+    )
+    run.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or local)")
+    run.add_argument("--resume", action="store_true", help="continue the study in the results directory")
+    run.add_argument("--no-early-stop", action="store_true", help="run every trial to its step budget")
+    run.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and logs")
+
+    trial = commands.add_parser("trial", help="run one config in-process (no Ray, no MLflow)")
+    study_args(trial)
+    trial.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    trial.add_argument("--no-stop", action="store_true", help="keep training after grokking")
+
+    report = commands.add_parser("report", help="reprint a study's estimate from MLflow")
+    report.add_argument("name", metavar="STUDY_NAME")
+    report.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "report":
+            return _report(args)
+        study = load_study(args.study, args.overrides, quick=args.quick)
+    except StudyError as err:
+        print(f"grokray: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        if args.command == "trial":
+            return _trial(study, args)
+        return _run(study, args)
+    except KeyboardInterrupt:
+        print(f"\ngrokray: interrupted; continue with: grokray run {args.study} --resume", file=sys.stderr)
+        return 130
+
+
+def _trial(study: Any, args: argparse.Namespace) -> int:
+    from grokray.train import train
+
+    config = study.resolve({})
+    shown = {
+        k: config[k]
+        for k in (
+            "p",
+            "op",
+            "train_fraction",
+            "seed",
+            "steps",
+            "lr",
+            "weight_decay",
+            "init_scale",
+            "temperature",
+        )
+    }
+    print("grokray trial: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=sys.stderr)
+
+    def on_eval(record: dict[str, Any]) -> bool:
+        print(
+            f"  step {record['step']:>7}  train_acc {record['train_acc']:.3f}"
+            f"  val_acc {record['val_acc']:.3f}  train_loss {record['train_loss']:.3g}"
+            f"  val_loss {record['val_loss']:.3g}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return bool(record["grokked"]) and not args.no_stop
+
+    outcome = train(config, on_eval=on_eval)
+    result = {k: outcome[k] for k in OUTCOME_KEYS}
+    result.update(n_train=outcome["n_train"], n_total=outcome["n_total"], config=config)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key in OUTCOME_KEYS:
+            print(f"{key:>18}: {result[key]}")
+    return 0
+
+
+def _run(study: Any, args: argparse.Namespace) -> int:
+    import os
+
+    from grokray.runner import run_study
+
+    storage = args.storage or os.environ.get("GROKRAY_STORAGE") or "results"
+    print(
+        f"[{study.name}] {study.total_trials} trials, at most {study.max_concurrent} at once; "
+        f"tracking: {_tracking_uri()}",
+        flush=True,
+    )
+    summary = run_study(
+        study,
+        storage=storage,
+        address=args.address,
+        verbose=args.verbose,
+        early_stop=not args.no_early_stop,
+        resume=args.resume,
+    )
+    print()
+    print(
+        f"Critical data size of {study.name} (budget {summary['budget_steps']} steps, op {summary['op']}, "
+        f"p={summary['p']}, regularizer {summary['regularizer']}):"
+    )
+    print(summary["table"])
+    print(
+        f"\nresults: {summary['results_dir']}  |  MLflow parent run: {summary['parent_run_id']} "
+        f"(browse with: make ui)"
+    )
+    return 0 if summary["n_trials"] > summary["n_failed"] else 1
+
+
+def _tracking_uri() -> str:
+    from grokray.tracking import tracking_uri
+
+    return tracking_uri()
+
+
+def _report(args: argparse.Namespace) -> int:
+    from grokray.analysis import format_estimates
+    from grokray.tracking import load_estimate
+
+    try:
+        payload = load_estimate(args.name)
+    except LookupError as err:
+        print(f"grokray: error: STUDY_NAME: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(payload["estimates"], indent=2, default=_nan_to_none))
+    else:
+        print(f"{payload['study']} (budget {payload['budget_steps']} steps, run {payload['run_id']}):")
+        print(format_estimates(payload["estimates"]))
+    return 0
+
+
+def _nan_to_none(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)

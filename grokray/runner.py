@@ -1,0 +1,467 @@
+"""Ray Tune wiring: trainable, OptunaSearch from a Study, the grokking-onset Stopper, MLflow and
+progress callbacks, the trial table and the estimate at the end.
+
+Everything Ray lives here; the training loop (``train.py``) and MLflow (``tracking.py``) know
+nothing of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grokray.study import OUTCOME_KEYS, Dimension, Study
+
+TRIAL_INDEX = "__trial_index__"  # set by Tune's Repeater: the seed of a repeated config
+STATE_FILE = "grokray.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# The search space as an Optuna define-by-run function (module-level class: picklable)
+
+
+class DefineByRun:
+    """Asks an Optuna trial for every searched name of the study."""
+
+    def __init__(self, space: Mapping[str, Dimension]) -> None:
+        self.space = dict(space)
+
+    def __call__(self, trial: Any) -> None:
+        for name, dim in self.space.items():
+            if dim.choices is not None:
+                trial.suggest_categorical(name, list(dim.choices))
+            elif dim.kind == "int":
+                trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
+            else:
+                trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+
+
+def make_sampler(study: Study, seed: int = 0) -> Any:
+    import optuna
+
+    if study.sampler == "grid":
+        return optuna.samplers.GridSampler(
+            {name: list(dim.grid_values() or ()) for name, dim in study.space.items()}, seed=seed
+        )
+    if study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if study.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if study.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_search(study: Study) -> Any:
+    """OptunaSearch over the study's space; a Repeater around it trains each config per seed."""
+    import optuna
+    from ray.tune.search import Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = OptunaSearch(
+        space=DefineByRun(study.space) if study.space else DefineByRun({"seed": _seed_grid(study)}),
+        metric=study.metric,
+        mode=study.mode,
+        sampler=make_sampler(study),
+    )
+    if study.seeds > 1 and "seed" not in study.space:
+        return Repeater(searcher, repeat=study.seeds, set_index=True)
+    return searcher
+
+
+def _seed_grid(study: Study) -> Dimension:
+    from grokray.study import grid
+
+    return grid(list(range(study.num_samples or 1)))
+
+
+def trial_config(study: Study, sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """The full config of a Tune trial: the study's resolution plus the seed from the Repeater."""
+    values = {k: v for k, v in sampled.items() if k != TRIAL_INDEX}
+    config = study.resolve(values)
+    if TRIAL_INDEX in sampled and "seed" not in study.space:
+        config["seed"] = int(study.config.get("seed", 0)) + int(sampled[TRIAL_INDEX])
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives: meaningful at any stop (a stopped trial reaches Optuna with its last result)
+
+
+def objectives(record: Mapping[str, Any], budget: int) -> dict[str, float]:
+    """``censored_grokking_step``: the grokking step, or twice the budget if it has not grokked;
+    ``boundary_score``: the training fraction if grokked, else 2 - fraction. Minimizing it seeks
+    the smallest data that still groks, so the sampler concentrates near the critical size."""
+    fraction = float(record.get("train_fraction", 0.0))
+    grokked = bool(record.get("grokked"))
+    return {
+        "censored_grokking_step": float(record["grokking_step"]) if grokked else 2.0 * budget,
+        "boundary_score": fraction if grokked else 2.0 - fraction,
+    }
+
+
+def run_trial(sampled: dict[str, Any], study: Study) -> None:
+    """The Tune trainable: resolve the config, train, report every evaluation."""
+    import torch
+    from ray import tune
+
+    from grokray.train import train
+
+    config = trial_config(study, sampled)
+    torch.set_num_threads(max(1, int(study.cpus_per_trial)))
+
+    def on_eval(record: dict[str, Any]) -> None:
+        result = {k: v for k, v in record.items() if v is not None}
+        result["train_fraction_actual"] = record["n_train"] / record["n_total"]
+        result.update(objectives({**record, "train_fraction": config["train_fraction"]}, config["steps"]))
+        tune.report(result)
+
+    train(config, on_eval=on_eval)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stopper and callbacks
+
+
+def _stopper_class() -> type:
+    from ray.tune import Stopper
+
+    class GrokStopper(Stopper):
+        """Ends a trial once grokking is confirmed (or it diverged, or its budget is spent)."""
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return result.get("stop_reason", "running") != "running"
+
+        def stop_all(self) -> bool:
+            return False
+
+    return GrokStopper
+
+
+def _callbacks(study: Study, tracker: Any, verbose: bool, curves: dict[str, pd.DataFrame]) -> list[Any]:
+    """The MLflow callback (fills ``curves`` with each finished trial's curves) and progress."""
+    from ray.tune import Callback
+
+    class MLflowCallback(Callback):
+        """A child run per trial (found again by its ``ray.trial_id`` tag), metrics by batch."""
+
+        def __init__(self) -> None:
+            self.records: dict[str, list[dict[str, Any]]] = {}
+            self.last_flush: dict[str, float] = {}
+            self.curves = curves
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            config = trial_config(study, trial.config)
+            tracker.start_trial(trial.trial_id, _trial_name(config, trial.trial_id), config)
+            self.records.setdefault(trial.trial_id, [])
+
+        def on_trial_result(
+            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        ) -> None:
+            record = {k: result.get(k) for k in ("step", *CURVE_COLUMNS)}
+            self.records.setdefault(trial.trial_id, []).append(record)
+            tracker.log_trial_metrics(trial.trial_id, record)
+            now = time.monotonic()
+            if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
+                tracker.flush(trial.trial_id)
+                self.last_flush[trial.trial_id] = now
+
+        def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+            result = trial.last_result or {}
+            outcome = {k: result.get(k) for k in OUTCOME_KEYS}
+            frame = pd.DataFrame(self.records.pop(trial.trial_id, []))
+            if len(frame):
+                frame.insert(0, "trial_id", trial.trial_id)
+                self.curves[trial.trial_id] = frame
+            tracker.end_trial(trial.trial_id, outcome, frame, status, error)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._end(trial, "FINISHED")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            error = getattr(trial, "error_file", None)
+            self._end(trial, "FAILED", f"trial failed; see {error}" if error else "trial failed")
+
+    class ProgressCallback(Callback):
+        """One compact line: trials done / running / grokked, elapsed, current estimate."""
+
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.last = 0.0
+            self.rows: list[dict[str, Any]] = []
+            self.estimate = ""
+            self.tty = sys.stdout.isatty()
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            result = trial.last_result or {}
+            config = trial_config(study, trial.config)
+            self.rows.append({**config, **{k: result.get(k) for k in OUTCOME_KEYS}})
+            self.estimate = _quick_estimate(study, self.rows)
+            self._print(trials, force=True)
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            self._print(trials)
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            self._print(trials, force=True)
+            if self.tty:
+                print()
+
+        def _print(self, trials: list, force: bool = False) -> None:
+            now = time.monotonic()
+            if not force and now - self.last < (1.0 if self.tty else 15.0):
+                return
+            self.last = now
+            done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+            running = sum(t.status == "RUNNING" for t in trials)
+            failed = sum(t.status == "ERROR" for t in trials)
+            grokked = sum(
+                bool((t.last_result or {}).get("grokked")) for t in trials if t.status == "TERMINATED"
+            )
+            elapsed = int(now - self.started)
+            line = (
+                f"[{study.name}] {done}/{study.total_trials} done, {running} running, "
+                f"{grokked} grokked"
+                + (f", {failed} failed" if failed else "")
+                + f" | {elapsed // 60}m{elapsed % 60:02d}s"
+                + (f" | {self.estimate}" if self.estimate else "")
+            )
+            if self.tty:
+                print("\r" + line.ljust(100), end="", flush=True)
+            else:
+                print(line, flush=True)
+
+    callbacks: list[Any] = [MLflowCallback()]
+    if not verbose:
+        callbacks.append(ProgressCallback())
+    return callbacks
+
+
+CURVE_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+
+
+def _trial_name(config: Mapping[str, Any], trial_id: str) -> str:
+    return f"f={config['train_fraction']:.3g} seed={config['seed']} [{trial_id}]"
+
+
+def _quick_estimate(study: Study, rows: list[dict[str, Any]]) -> str:
+    from grokray.analysis import critical_data_size
+
+    table = pd.DataFrame(rows)
+    if table.empty or table["train_fraction"].nunique() < 2:
+        return ""
+    estimates = critical_data_size(table, group_cols=(), n_bootstrap=100)
+    value = estimates[0]["critical_fraction"]
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"critical fraction ≈ {value:.3f} [{estimates[0]['ci_low']:.3f}, {estimates[0]['ci_high']:.3f}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def run_study(
+    study: Study,
+    storage: str = "results",
+    address: str | None = None,
+    verbose: bool = False,
+    early_stop: bool = True,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run ``study`` through Ray Tune, track it in MLflow, and return the summary."""
+    import ray
+    from ray import tune
+
+    from grokray.tracking import StudyTracker
+
+    storage_path = Path(storage).resolve()
+    experiment_dir = storage_path / study.name
+    state_path = experiment_dir / STATE_FILE
+    restoring = resume and tune.Tuner.can_restore(str(experiment_dir))
+    if resume and not restoring:
+        print(f"[{study.name}] nothing to resume in {experiment_dir}; starting fresh", flush=True)
+    if not restoring and experiment_dir.exists():
+        experiment_dir.rename(experiment_dir.with_name(f"{study.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
+
+    tracker = StudyTracker(study.name)
+    parent_run_id = None
+    if restoring and state_path.exists():
+        parent_run_id = json.loads(state_path.read_text()).get("parent_run_id")
+    params = {**study.resolve({}), **{f"space.{k}": _describe(d) for k, d in study.space.items()}}
+    params.update(
+        seeds=study.seeds,
+        sampler=study.sampler,
+        objective=study.objective,
+        total_trials=study.total_trials,
+        early_stop=early_stop,
+    )
+    for key in study.space:
+        params.pop(key, None)
+    tracker.start_study(params, {"grokray.fingerprint": study.fingerprint()}, run_id=parent_run_id)
+
+    status = "FAILED"
+    curves: dict[str, pd.DataFrame] = {}
+    try:
+        address = address or os.environ.get("RAY_ADDRESS")
+        _quiet_ray(verbose)
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            if address:
+                ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
+            else:
+                ray.init(
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=verbose,
+                    configure_logging=True,
+                )
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, study=study),
+            {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
+        )
+        run_config = tune.RunConfig(
+            name=study.name,
+            storage_path=str(storage_path),
+            stop=_stopper_class()() if early_stop else None,
+            callbacks=_callbacks(study, tracker, verbose, curves),
+            failure_config=tune.FailureConfig(max_failures=study.max_failures),
+            verbose=2 if verbose else 0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        )
+        if restoring:
+            tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=make_search(study),
+                    num_samples=study.total_trials,
+                    max_concurrent_trials=study.max_concurrent,
+                    metric=None,
+                    mode=None,
+                ),
+                run_config=run_config,
+            )
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(
+            json.dumps({"parent_run_id": tracker.parent_run_id, "fingerprint": study.fingerprint()})
+        )
+        results = tuner.fit()
+        table = trial_table(study, results)
+        summary = finish_study(study, tracker, table, curves, storage_path)
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end_study(status)
+
+
+def _quiet_ray(verbose: bool) -> None:
+    """Our progress line replaces Ray's tables and Optuna's chatter unless ``-v``."""
+    import logging
+
+    if verbose:
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("ray.tune.search.optuna.optuna_search", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _describe(dim: Dimension) -> str:
+    if dim.choices is not None:
+        return f"{dim.kind}{list(dim.choices)}"
+    return f"{dim.kind}[{dim.low}, {dim.high}]" + (f" step {dim.step}" if dim.step else "")
+
+
+def trial_table(study: Study, results: Any) -> pd.DataFrame:
+    """One row per trial: trial id, the full config, the outcome keys, the data sizes."""
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        config = trial_config(study, result.config or {})
+        row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name}
+        row.update(config)
+        for key in (*OUTCOME_KEYS, "n_train", "n_total"):
+            row[key] = metrics.get(key)
+        row["failed"] = result.error is not None
+        if result.error is not None:
+            row["stop_reason"] = "failed"
+            row["grokked"] = None
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for key in ("memorization_step", "grokking_step", "grokking_delay"):
+        if key in table:
+            table[key] = pd.to_numeric(table[key], errors="coerce")
+    return table
+
+
+def finish_study(
+    study: Study, tracker: Any, table: pd.DataFrame, curves: Mapping[str, pd.DataFrame], storage_path: Path
+) -> dict[str, Any]:
+    """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
+    from grokray.analysis import critical_data_size, format_estimates
+    from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+
+    size_col = "train_size" if "train_size" in study.space else "train_fraction"
+    group_cols = [k for k in study.searched_names() if k not in ("train_fraction", "train_size")]
+    estimates = critical_data_size(table, size_col=size_col, group_cols=group_cols)
+    summary = {
+        "study": study.name,
+        "budget_steps": int(study.resolve({})["steps"]),
+        "op": study.resolve({})["op"],
+        "p": study.resolve({})["p"],
+        "regularizer": study.resolve({})["regularizer"],
+        "n_trials": len(table),
+        "n_failed": int(table["failed"].sum()) if "failed" in table else 0,
+        "estimates": estimates,
+    }
+    out_dir = storage_path / study.name
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        table_path = tmp_path / "trials.parquet"
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), table_path)
+        (tmp_path / "estimate.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+        plots = []
+        if curves:
+            all_curves = pd.concat(list(curves.values()), ignore_index=True)
+            plots.append(plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png"))
+        plots.append(plot_grok_probability(table, estimates, tmp_path / "p_grok_vs_fraction.png"))
+        for path in (table_path, tmp_path / "estimate.json", *plots):
+            tracker.log_study_artifact(path)
+            if out_dir.exists():
+                (out_dir / path.name).write_bytes(path.read_bytes())
+    first = estimates[0] if estimates else {}
+    tracker.log_study_metrics(
+        {
+            k: first.get(k)
+            for k in ("critical_fraction", "ci_low", "ci_high", "critical_size", "peak_fraction")
+            if isinstance(first.get(k), (int, float))
+        }
+    )
+    tracker.set_study_tags({"grokray.has_estimate": "true"})
+    summary["table"] = format_estimates(estimates)
+    summary["results_dir"] = str(out_dir)
+    summary["parent_run_id"] = tracker.parent_run_id
+    return summary
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

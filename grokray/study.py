@@ -1,0 +1,555 @@
+"""The Study spec: what to run, its validation, search-space primitives and ``--set`` overrides.
+
+This module imports neither Ray, MLflow nor torch, so a broken study file fails in well under a
+second with one line that names the field (``StudyError``), before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class StudyError(ValueError):
+    """A study or flag is wrong. ``str(err)`` is the one line the CLI prints (exit code 2)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The config contract (DESIGN.md): every name, its type, default and allowed values.
+
+OPS = ("+", "-", "*", "/", "x^2+y^2", "x^2+xy+y^2", "x^3+xy^2+y")
+TASKS = ("modular", "sparse_recovery", "matrix_completion", "digits", "text")
+MODELS = ("mlp", "transformer", "linear", "encoder")
+OPTIMIZERS = ("adamw", "adam", "sgd", "wand")
+REGULARIZERS = ("none", "l1", "l2", "nuclear", "spectral_entropy")
+# What the trainer implements today; the rest of the contract is reserved and rejected clearly.
+IMPLEMENTED = {
+    "task": ("modular",),
+    "op": ("+", "-", "*", "/"),
+    "model": ("mlp",),
+    "optimizer": ("adamw", "adam", "sgd"),
+    "activation": ("relu", "gelu"),
+    "encoding": ("embed", "onehot"),
+    "regularizer": ("none",),
+    "loss": ("ce", "mse"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One config name: its type, default and allowed range or choices."""
+
+    kind: type
+    default: Any
+    low: float | None = None  # inclusive unless low_open
+    high: float | None = None  # inclusive
+    low_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.kind]
+        if self.low is None and self.high is None:
+            return kind
+        lo = "(" if self.low_open else "["
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        hi = "]" if self.high is not None else ")"
+        return f"{kind} in {lo}{low}, {high}{hi}"
+
+
+def _choices(name: str) -> tuple[Any, ...]:
+    return IMPLEMENTED[name]
+
+
+PARAMS: dict[str, Param] = {
+    # task
+    "task": Param(str, "modular", choices=_choices("task")),
+    "op": Param(str, "+", choices=_choices("op")),
+    "p": Param(int, 59, low=2, high=1000),
+    "train_fraction": Param(float, 0.5, low=0.0, high=1.0, low_open=True),
+    "train_size": Param(int, 0, low=0, help="absolute training examples; 0 = use train_fraction"),
+    "corruption": Param(float, 0.0, low=0.0, high=0.0, help="label corruption (not yet built)"),
+    "encoding": Param(str, "embed", choices=_choices("encoding")),
+    # model
+    "model": Param(str, "mlp", choices=_choices("model")),
+    "width": Param(int, 128, low=1, high=65536),
+    "depth": Param(int, 2, low=1, high=64),
+    "embed_dim": Param(int, 32, low=1, high=65536),
+    "activation": Param(str, "relu", choices=_choices("activation")),
+    "bias": Param(bool, True),
+    "init_scale": Param(float, 1.0, low=0.0, low_open=True),
+    # optimizer
+    "optimizer": Param(str, "adamw", choices=_choices("optimizer")),
+    "lr": Param(float, 1e-3, low=0.0, low_open=True),
+    "weight_decay": Param(float, 1.0, low=0.0),
+    "beta1": Param(float, 0.9, low=0.0, high=1.0),
+    "beta2": Param(float, 0.98, low=0.0, high=1.0),
+    "momentum": Param(float, 0.9, low=0.0, high=1.0),
+    "temperature": Param(float, 0.0, low=0.0),
+    # regularizer
+    "regularizer": Param(str, "none", choices=_choices("regularizer")),
+    "reg_strength": Param(float, 0.0, low=0.0),
+    # training
+    "loss": Param(str, "ce", choices=_choices("loss")),
+    "steps": Param(int, 10000, low=1),
+    "batch_size": Param(int, 0, low=0, help="0 = full batch"),
+    "eval_every": Param(int, 100, low=1),
+    "seed": Param(int, 0, low=0, high=2**31 - 1),
+    "replicas": Param(int, 1, low=1, high=1, help="batched replicas (not yet built)"),
+    "device": Param(str, "auto", choices=("auto", "cpu", "cuda")),
+    # onset
+    "memorize_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
+    "grok_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
+    "patience": Param(int, 2, low=1),
+}
+
+OUTCOME_KEYS = (
+    "memorization_step",
+    "grokking_step",
+    "grokking_delay",
+    "grokked",
+    "steps_run",
+    "final_train_acc",
+    "final_val_acc",
+    "final_train_loss",
+    "final_val_loss",
+    "phase",
+    "stop_reason",
+)
+
+SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
+OBJECTIVES = {
+    # name: (metric reported to Tune, mode)
+    "boundary": ("boundary_score", "min"),
+    "steps_to_grok": ("censored_grokking_step", "min"),
+    "val_acc": ("final_val_acc", "max"),
+}
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check one config value against the contract; return it in its canonical type."""
+    if name not in PARAMS:
+        raise StudyError(name, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+    spec = PARAMS[name]
+    if spec.kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            value = value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}")
+    elif spec.kind is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}") from None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}")
+    elif spec.kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}")
+    elif spec.kind is str:
+        if not isinstance(value, str):
+            raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}")
+    if spec.choices is not None and value not in spec.choices:
+        reserved = ""
+        if name in IMPLEMENTED and value in {
+            "task": TASKS,
+            "op": OPS,
+            "model": MODELS,
+            "optimizer": OPTIMIZERS,
+            "regularizer": REGULARIZERS,
+            "activation": ("quadratic",),
+        }.get(name, ()):
+            reserved = " (reserved by the config contract, not built yet)"
+        raise StudyError(name, f"got {value!r}{reserved}; allowed: {spec.describe()}")
+    if spec.kind in (int, float):
+        too_low = spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low)
+        too_high = spec.high is not None and value > spec.high
+        if too_low or too_high:
+            raise StudyError(name, f"got {value!r}; allowed: {spec.describe()}")
+    return value
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Cross-field rules of one fully resolved config."""
+    if config.get("task", "modular") == "modular":
+        p, op = config["p"], config["op"]
+        if op == "/" and not _is_prime(p):
+            raise StudyError("p", f"got {p}; division needs a prime modulus (e.g. 59, 97, 113)")
+        n_total = p * (p - 1) if op == "/" else p * p
+        if config["train_size"] >= n_total:
+            raise StudyError(
+                "train_size", f"got {config['train_size']}; allowed: 0 or below {n_total} (p={p})"
+            )
+    if config["memorize_threshold"] > 1 or config["grok_threshold"] > 1:
+        raise StudyError("grok_threshold", "thresholds are accuracies in (0, 1]")
+    if config["eval_every"] > config["steps"]:
+        raise StudyError(
+            "eval_every", f"got {config['eval_every']}; allowed: at most steps={config['steps']}"
+        )
+
+
+def default_config() -> dict[str, Any]:
+    return {name: spec.default for name, spec in PARAMS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Search-space primitives
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    """One searched name. ``kind`` is uniform, loguniform, int or categorical."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    log: bool = False
+    step: float | None = None
+    default: Any = None
+
+    def grid_values(self) -> tuple[Any, ...] | None:
+        """Values for a grid sampler: choices, or an int/stepped range; None if continuous."""
+        if self.choices is not None:
+            return self.choices
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return tuple(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
+        if self.step is not None:
+            n = round((self.high - self.low) / self.step)  # type: ignore[operator]
+            return tuple(round(self.low + i * self.step, 12) for i in range(n + 1))  # type: ignore[operator]
+        return None
+
+    def first(self) -> Any:
+        """The value ``grokray trial`` uses when the name is not ``--set``."""
+        if self.default is not None:
+            return self.default
+        if self.choices is not None:
+            return self.choices[0]
+        if self.kind == "int":
+            return round((self.low + self.high) / 2)  # type: ignore[operator]
+        if self.log:
+            return math.sqrt(self.low * self.high)  # type: ignore[operator]
+        return (self.low + self.high) / 2  # type: ignore[operator]
+
+
+def uniform(low: float, high: float, *, step: float | None = None, default: Any = None) -> Dimension:
+    """A float drawn uniformly from [low, high] (a grid of ``step`` for the grid sampler)."""
+    return Dimension("uniform", float(low), float(high), step=step, default=default)
+
+
+def loguniform(low: float, high: float, *, default: Any = None) -> Dimension:
+    """A float drawn log-uniformly from [low, high] (low > 0)."""
+    return Dimension("loguniform", float(low), float(high), log=True, default=default)
+
+
+def integer(low: int, high: int, *, step: int = 1, log: bool = False, default: Any = None) -> Dimension:
+    """An integer in [low, high]."""
+    return Dimension("int", low, high, step=step, log=log, default=default)
+
+
+def categorical(choices: Sequence[Any], *, default: Any = None) -> Dimension:
+    """One of ``choices``."""
+    return Dimension("categorical", choices=tuple(choices), default=default)
+
+
+def grid(values: Sequence[Any], *, default: Any = None) -> Dimension:
+    """A fixed list of values: every sampler draws from it; the grid sampler visits each."""
+    return Dimension("grid", choices=tuple(values), default=default)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Study
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+@dataclasses.dataclass
+class Study:
+    """A study: fixed config values plus a search space, and how to search it.
+
+    ``seeds`` trains each proposed config with that many seeds (``seed`` = 0..seeds-1 unless the
+    space searches ``seed``). ``num_samples`` is the number of configs Optuna proposes; the study
+    runs ``num_samples * seeds`` trials. With ``sampler="grid"`` and ``num_samples=0`` the study
+    visits every grid point once.
+    """
+
+    name: str
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    space: dict[str, Dimension] = dataclasses.field(default_factory=dict)
+    seeds: int = 1
+    sampler: str = "tpe"
+    num_samples: int = 0
+    max_concurrent: int = 2
+    objective: str = "boundary"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+    description: str = ""
+    quick: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    # -- derived ----------------------------------------------------------------------------
+
+    def validate(self) -> Study:
+        """Check every field; raise ``StudyError`` naming the first wrong one. Returns self."""
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise StudyError("name", f"got {self.name!r}; allowed: lowercase letters, digits, '-', '_', '.'")
+        if not isinstance(self.config, dict):
+            raise StudyError("config", "must be a dict of config names to values")
+        if not isinstance(self.space, dict):
+            raise StudyError("space", "must be a dict of config names to search dimensions")
+        for key, value in self.config.items():
+            self.config[key] = coerce(key, value)
+        overlap = set(self.config) & set(self.space)
+        if overlap:
+            name = sorted(overlap)[0]
+            raise StudyError(name, "is both fixed in config and searched in space; keep one")
+        for key, dim in self.space.items():
+            self._check_dimension(key, dim)
+        for field_name, allowed in (("sampler", SAMPLERS), ("objective", tuple(OBJECTIVES))):
+            value = getattr(self, field_name)
+            if value not in allowed:
+                raise StudyError(field_name, f"got {value!r}; allowed: {', '.join(allowed)}")
+        for field_name, low in (("seeds", 1), ("max_concurrent", 1), ("max_failures", 0)):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise StudyError(field_name, f"got {value!r}; allowed: an integer >= {low}")
+        if (
+            isinstance(self.num_samples, bool)
+            or not isinstance(self.num_samples, int)
+            or self.num_samples < 0
+        ):
+            raise StudyError("num_samples", f"got {self.num_samples!r}; allowed: an integer >= 0")
+        if not isinstance(self.cpus_per_trial, (int, float)) or not 0 < self.cpus_per_trial <= 1024:
+            raise StudyError("cpus_per_trial", f"got {self.cpus_per_trial!r}; allowed: a number in (0, 1024]")
+        if not isinstance(self.gpus_per_trial, (int, float)) or not 0 <= self.gpus_per_trial <= 1:
+            raise StudyError(
+                "gpus_per_trial",
+                f"got {self.gpus_per_trial!r}; allowed: a fraction in [0, 1] (one trial, one GPU at most)",
+            )
+        if self.sampler == "grid":
+            for key, dim in self.space.items():
+                if dim.grid_values() is None:
+                    raise StudyError(
+                        f"space.{key}",
+                        "the grid sampler needs grid(), categorical(), integer() or uniform(step=...)",
+                    )
+        if self.num_samples == 0 and self.sampler != "grid":
+            raise StudyError("num_samples", "must be > 0 unless sampler='grid' (0 = every grid point)")
+        if not self.space and self.num_samples > 1 and self.seeds == 1:
+            raise StudyError("space", "is empty: nothing to search; add a dimension or use seeds")
+        for key, value in self.quick.items():
+            if key not in ("steps", "num_samples", "seeds", "eval_every", "space"):
+                coerce(key, value)
+        # every combination of fixed values and searched bounds must be a valid config
+        check_config(self.resolve({}))
+        return self
+
+    def _check_dimension(self, key: str, dim: Any) -> None:
+        field = f"space.{key}"
+        if key not in PARAMS:
+            raise StudyError(field, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+        if not isinstance(dim, Dimension):
+            raise StudyError(
+                field,
+                f"got {dim!r}; allowed: uniform(), loguniform(), integer(), categorical(), grid()",
+            )
+        if dim.choices is not None:
+            if not dim.choices:
+                raise StudyError(field, "has no values; give at least one")
+            for value in dim.choices:
+                try:
+                    coerce(key, value)
+                except StudyError as err:
+                    raise StudyError(field, err.message) from None
+        else:
+            if dim.low is None or dim.high is None or not dim.low <= dim.high:
+                raise StudyError(field, f"needs low <= high, got [{dim.low}, {dim.high}]")
+            if dim.log and dim.low <= 0:
+                raise StudyError(field, f"log scale needs low > 0, got {dim.low}")
+            if dim.step is not None and dim.step <= 0:
+                raise StudyError(field, f"step must be > 0, got {dim.step}")
+            for bound in (dim.low, dim.high):
+                try:
+                    coerce(key, int(bound) if dim.kind == "int" else bound)
+                except StudyError as err:
+                    raise StudyError(field, f"bound {bound}: {err.message}") from None
+        if dim.default is not None:
+            try:
+                coerce(key, dim.default)
+            except StudyError as err:
+                raise StudyError(field, f"default: {err.message}") from None
+
+    def resolve(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """The full config of one trial: defaults < fixed config < sampled values."""
+        config = default_config()
+        config.update(self.config)
+        for key, dim in self.space.items():
+            config[key] = coerce(key, sampled[key]) if key in sampled else dim.first()
+        return config
+
+    @property
+    def metric(self) -> str:
+        return OBJECTIVES[self.objective][0]
+
+    @property
+    def mode(self) -> str:
+        return OBJECTIVES[self.objective][1]
+
+    @property
+    def total_trials(self) -> int:
+        return self.num_configs * self.seeds
+
+    @property
+    def num_configs(self) -> int:
+        if self.num_samples:
+            return self.num_samples
+        return math.prod(len(d.grid_values() or ()) for d in self.space.values()) or 1
+
+    def searched_names(self) -> list[str]:
+        return [key for key in self.space if key != "seed"]
+
+    def fingerprint(self) -> str:
+        """A hash of everything that defines the study's trials (resume refuses a changed study)."""
+        payload = {
+            "config": self.config,
+            "space": {k: dataclasses.asdict(v) for k, v in sorted(self.space.items())},
+            "seeds": self.seeds,
+            "sampler": self.sampler,
+            "num_samples": self.num_samples,
+            "objective": self.objective,
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["space"] = {k: dataclasses.asdict(v) for k, v in self.space.items()}
+        return out
+
+    # -- overrides ---------------------------------------------------------------------------
+
+    def with_overrides(self, assignments: Sequence[str]) -> Study:
+        """Apply ``--set name=value`` (fix a value) and ``--set name=a,b,c`` (pin a grid)."""
+        study = dataclasses.replace(self, config=dict(self.config), space=dict(self.space))
+        for assignment in assignments:
+            if "=" not in assignment:
+                raise StudyError("--set", f"got {assignment!r}; expected name=value or name=a,b,c")
+            key, _, raw = assignment.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not key or not raw:
+                raise StudyError("--set", f"got {assignment!r}; expected name=value or name=a,b,c")
+            if key in STUDY_FIELDS:
+                study = _set_study_field(study, key, raw)
+                continue
+            if key not in PARAMS:
+                raise StudyError(key, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+            values = [coerce(key, part.strip()) for part in raw.split(",")]
+            if len(values) == 1:
+                study.space.pop(key, None)
+                study.config[key] = values[0]
+            else:
+                study.config.pop(key, None)
+                study.space[key] = grid(values)
+        return study
+
+    def quick_variant(self) -> Study:
+        """The study's fast profile (``--quick``): same path, small budget."""
+        study = dataclasses.replace(self, config=dict(self.config), space=dict(self.space))
+        for key, value in self.quick.items():
+            if key == "space":
+                study.space.update(value)
+            elif key in STUDY_FIELDS:
+                setattr(study, key, value)
+            else:
+                study.space.pop(key, None)
+                study.config[key] = value
+        return study
+
+
+STUDY_FIELDS = {
+    "seeds": int,
+    "sampler": str,
+    "num_samples": int,
+    "max_concurrent": int,
+    "objective": str,
+    "cpus_per_trial": float,
+    "gpus_per_trial": float,
+    "max_failures": int,
+}
+
+
+def _set_study_field(study: Study, key: str, raw: str) -> Study:
+    kind = STUDY_FIELDS[key]
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise StudyError(key, f"got {raw!r}; allowed: {kind.__name__}") from None
+    return dataclasses.replace(study, **{key: value})
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a study file
+
+
+def load_study(path: str | Path, overrides: Sequence[str] = (), quick: bool = False) -> Study:
+    """Import ``path``, take its ``study`` object, apply ``--quick`` and ``--set``, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError("STUDY", f"no such study file: {path}")
+    module_name = f"_grokray_study_{path.stem.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise StudyError("STUDY", f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise StudyError("STUDY", f"{path}:{err.lineno}: syntax error: {err.msg}") from None
+    except StudyError:
+        raise
+    except Exception as err:
+        raise StudyError("STUDY", f"{path} raised {type(err).__name__}: {err}") from None
+    finally:
+        sys.modules.pop(module_name, None)
+    study = getattr(module, "study", None)
+    if not isinstance(study, Study):
+        raise StudyError("study", f"{path} must define `study = Study(...)`")
+    if quick:
+        study = study.quick_variant()
+    study = study.with_overrides(overrides)
+    return study.validate()

@@ -1,0 +1,243 @@
+"""MLflow: one experiment per study, a parent run per ``grokray run``, a child run per trial.
+
+No Ray here: the Tune callback in ``runner.py`` calls these methods from the driver. Metrics go
+out with ``log_batch`` (one call per flush, not one per metric). Every run this module starts is
+ended by it: ``finish_open_runs`` marks any child still RUNNING as KILLED when a study stops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+TRIAL_TAG = "ray.trial_id"
+ROLE_TAG = "grokray.role"
+MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite file in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _clean(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)
+    return str(value)
+
+
+class StudyTracker:
+    """Owns the study's MLflow experiment and parent run, and the trials' child runs."""
+
+    def __init__(self, study_name: str, uri: str | None = None) -> None:
+        self.uri = uri or tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        experiment = self.client.get_experiment_by_name(study_name)
+        if experiment is None:
+            self.experiment_id = self.client.create_experiment(study_name)
+        else:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            self.experiment_id = experiment.experiment_id
+        self.study_name = study_name
+        self.parent_run_id: str | None = None
+        self._pending: dict[str, list[Metric]] = {}
+        self._child_runs: dict[str, str] = {}
+
+    # -- the study's parent run ----------------------------------------------------------------
+
+    def start_study(
+        self, params: Mapping[str, Any], tags: Mapping[str, str], run_id: str | None = None
+    ) -> str:
+        """Create the parent run (or reopen ``run_id`` when resuming)."""
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            self.parent_run_id = run_id
+            for run in self._children():
+                self._child_runs[run.data.tags[TRIAL_TAG]] = run.info.run_id
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            tags={
+                ROLE_TAG: "study",
+                "mlflow.runName": f"{self.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                **tags,
+            },
+        )
+        self.parent_run_id = run.info.run_id
+        self.client.log_batch(
+            self.parent_run_id, params=[Param(k, _clean(v)[:6000]) for k, v in params.items()]
+        )
+        return self.parent_run_id
+
+    def end_study(self, status: str) -> None:
+        """End every open child run, then the parent, with ``status`` (FINISHED/FAILED/KILLED)."""
+        self.finish_open_runs("KILLED" if status != "FINISHED" else "FAILED")
+        if self.parent_run_id is not None:
+            self.client.set_terminated(self.parent_run_id, status)
+
+    def log_study_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        assert self.parent_run_id is not None
+        self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
+
+    def log_study_metrics(self, values: Mapping[str, float]) -> None:
+        assert self.parent_run_id is not None
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if _finite(v)]
+        if metrics:
+            self.client.log_batch(self.parent_run_id, metrics=metrics)
+
+    def set_study_tags(self, tags: Mapping[str, Any]) -> None:
+        assert self.parent_run_id is not None
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    # -- the trials' child runs ----------------------------------------------------------------
+
+    def _children(self) -> list[Any]:
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
+            max_results=10000,
+        )
+
+    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> str:
+        """The child run of ``trial_id``: found again by its tag when resuming, else created."""
+        if trial_id in self._child_runs:
+            run_id = self._child_runs[trial_id]
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            tags={
+                "mlflow.parentRunId": self.parent_run_id or "",
+                TRIAL_TAG: trial_id,
+                ROLE_TAG: "trial",
+                "mlflow.runName": name,
+            },
+        )
+        run_id = run.info.run_id
+        self._child_runs[trial_id] = run_id
+        self.client.log_batch(run_id, params=[Param(k, _clean(v)) for k, v in params.items()])
+        return run_id
+
+    def log_trial_metrics(
+        self, trial_id: str, record: Mapping[str, Any], keys: Iterable[str] = CURVE_KEYS
+    ) -> None:
+        """Queue the curve values of one evaluation record; sent by ``flush``."""
+        step, now = int(record["step"]), int(time.time() * 1000)
+        queue = self._pending.setdefault(trial_id, [])
+        for key in keys:
+            value = record.get(key)
+            if _finite(value):
+                queue.append(Metric(key, float(value), now, step))
+
+    def flush(self, trial_id: str | None = None) -> None:
+        for tid in [trial_id] if trial_id else list(self._pending):
+            metrics = self._pending.pop(tid, [])
+            run_id = self._child_runs.get(tid)
+            if run_id is None:
+                continue
+            for start in range(0, len(metrics), MAX_BATCH):
+                self.client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH])
+
+    def end_trial(
+        self,
+        trial_id: str,
+        outcome: Mapping[str, Any],
+        curves: pd.DataFrame | None,
+        status: str = "FINISHED",
+        error: str | None = None,
+    ) -> None:
+        """Flush, tag the outcome, attach the curves as Parquet, and end the child run."""
+        run_id = self._child_runs.get(trial_id)
+        if run_id is None:
+            return
+        self.flush(trial_id)
+        tags = [
+            RunTag(k, str(outcome.get(k)))
+            for k in (
+                "grokked",
+                "phase",
+                "stop_reason",
+                "memorization_step",
+                "grokking_step",
+                "grokking_delay",
+            )
+            if k in outcome
+        ]
+        if error:
+            tags.append(RunTag("error", error[:4000]))
+        metrics = [
+            Metric(k, float(outcome[k]), int(time.time() * 1000), int(outcome.get("steps_run") or 0))
+            for k in ("memorization_step", "grokking_step", "grokking_delay", "steps_run")
+            if _finite(outcome.get(k))
+        ]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if curves is not None and len(curves):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "curves.parquet"
+                pq.write_table(pa.Table.from_pandas(curves, preserve_index=False), path)
+                self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status)
+
+    def finish_open_runs(self, status: str = "KILLED") -> int:
+        """End every child of the parent still RUNNING; returns how many."""
+        if self.parent_run_id is None:
+            return 0
+        self.flush()
+        count = 0
+        for run in self._children():
+            if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+                self.client.set_terminated(run.info.run_id, status)
+                count += 1
+        return count
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def latest_study_run(study_name: str, uri: str | None = None) -> tuple[MlflowClient, Any]:
+    """The newest parent run of ``study_name`` that has an estimate; raises LookupError if none."""
+    client = MlflowClient(uri or tracking_uri())
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        names = [e.name for e in client.search_experiments()]
+        raise LookupError(
+            f"no study named {study_name!r} in {uri or tracking_uri()}; found: {', '.join(names) or 'none'}"
+        )
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'study' and tags.`grokray.has_estimate` = 'true'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise LookupError(f"study {study_name!r} has no finished run with an estimate yet")
+    return client, runs[0]
+
+
+def load_estimate(study_name: str, uri: str | None = None) -> dict[str, Any]:
+    """The estimate JSON of the newest finished run of ``study_name``."""
+    client, run = latest_study_run(study_name, uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run.info.run_id, "estimate.json", tmp)
+        payload = json.loads(Path(path).read_text())
+    payload["run_id"] = run.info.run_id
+    return payload

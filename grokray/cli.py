@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -162,7 +161,7 @@ def _tracking_uri() -> str:
 
 def _report(args: argparse.Namespace) -> int:
     from grokray.analysis import format_estimates
-    from grokray.tracking import load_estimate
+    from grokray.tracking import jsonable, load_estimate
 
     try:
         payload = load_estimate(args.name)
@@ -170,12 +169,8 @@ def _report(args: argparse.Namespace) -> int:
         print(f"grokray: error: STUDY_NAME: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(payload["estimates"], indent=2, default=_nan_to_none))
+        print(json.dumps(jsonable(payload["estimates"]), indent=2))
     else:
         print(f"{payload['study']} (budget {payload['budget_steps']} steps, run {payload['run_id']}):")
         print(format_estimates(payload["estimates"]))
     return 0
-
-
-def _nan_to_none(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)

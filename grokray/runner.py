@@ -417,6 +417,7 @@ def finish_study(
     """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
     from grokray.analysis import critical_data_size, format_estimates
     from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+    from grokray.tracking import jsonable
 
     size_col = "train_size" if "train_size" in study.space else "train_fraction"
     group_cols = [k for k in study.searched_names() if k not in ("train_fraction", "train_size")]
@@ -436,7 +437,7 @@ def finish_study(
         tmp_path = Path(tmp)
         table_path = tmp_path / "trials.parquet"
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), table_path)
-        (tmp_path / "estimate.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+        (tmp_path / "estimate.json").write_text(json.dumps(jsonable(summary), indent=2, default=str))
         plots = []
         if curves:
             all_curves = pd.concat(list(curves.values()), ignore_index=True)
@@ -459,9 +460,3 @@ def finish_study(
     summary["results_dir"] = str(out_dir)
     summary["parent_run_id"] = tracker.parent_run_id
     return summary
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

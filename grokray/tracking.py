@@ -213,6 +213,19 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def jsonable(value: Any) -> Any:
+    """Strict JSON values: NaN/inf (an estimate that is not identifiable) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return jsonable(value.item())
+    return value
+
+
 def latest_study_run(study_name: str, uri: str | None = None) -> tuple[MlflowClient, Any]:
     """The newest parent run of ``study_name`` that has an estimate; raises LookupError if none."""
     client = MlflowClient(uri or tracking_uri())

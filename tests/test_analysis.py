@@ -172,6 +172,8 @@ def test_perfectly_separated_table() -> None:
     [est] = critical_data_size(table, n_bootstrap=100)
     assert 0.4 < est["critical_fraction"] < 0.5
     assert "perfectly separated" in est["note"]
+    # every resample is identical, yet the interval spans the bracket the sweep cannot resolve
+    assert est["ci_low"] == pytest.approx(0.4) and est["ci_high"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,9 @@ Bootstrap design (the choices the brief left open):
   every trial grokked (none grokked) has its crossing below (above) the range and counts as
   ``min_x`` (``max_x``); its "curve" is the constant 1 (0).  So no resample is dropped and
   the interval honestly widens to the range edge when the data are that uncertain.
+* **Never finer than the tried sizes.**  The interval spans at least the tried sizes just
+  below and above the estimate (``_resolution_floor``): with separated outcomes every
+  resample is identical and the percentile interval alone would be a point.
 * **Seeded per group.**  Every group uses a fresh ``numpy.random.default_rng(seed)``, so a
   group's interval does not depend on which other groups exist, and the plot can redraw
   exactly the resamples behind the reported interval.
@@ -440,6 +443,22 @@ def _round_size(value: float) -> int | float:
     return round(value) if math.isfinite(value) else math.nan
 
 
+def _resolution_floor(x: np.ndarray, x0: float, ci_low: float, ci_high: float) -> tuple[float, float]:
+    """Widen the interval to at least the tried sizes on either side of ``x0``.
+
+    The stratified bootstrap only resamples outcomes; with (nearly) perfectly separated data every
+    resample is the same and the percentile interval collapses to a point, although the crossing
+    can lie anywhere between the last failing and the first grokking size. The data cannot locate
+    it more finely than the sizes that were tried, so the interval always spans that bracket.
+    """
+    if not math.isfinite(x0):
+        return ci_low, ci_high
+    below, above = x[x < x0], x[x > x0]
+    low = float(below.max()) if below.size else float(x.min())
+    high = float(above.min()) if above.size else float(x.max())
+    return min(ci_low, low), max(ci_high, high)
+
+
 def _estimate_group(
     group: dict[str, Any],
     trials: pd.DataFrame,
@@ -498,6 +517,7 @@ def _estimate_group(
             notes.insert(0, "grokking gets rarer with more data (negative slope)")
         if n_bootstrap > 0:
             ci_low, ci_high = bootstrap_logistic(x, y, n_bootstrap, seed).interval(0.95)
+            ci_low, ci_high = _resolution_floor(x, x0, ci_low, ci_high)
 
     peak_x = math.nan
     empirical = grok_probability_by_size(trials, size_col)

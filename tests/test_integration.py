@@ -1,0 +1,99 @@
+"""The smoke study through real Ray Tune, real Optuna and a real SQLite MLflow, as a user runs it."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    result = run_cli(
+        "run",
+        str(ROOT / "studies/critical_size.py"),
+        "--quick",
+        "--set",
+        "train_fraction=0.2,0.5,0.8",
+        cwd=workdir,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, env, result
+
+
+def test_run_prints_progress_and_the_estimate(smoke):
+    _, _, result = smoke
+    assert "3/3 done" in result.stdout
+    assert "critical fraction [95% CI]" in result.stdout
+    assert "Configuration for experiment" not in result.stdout  # Ray's tables are replaced
+
+
+def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
+    from mlflow.tracking import MlflowClient
+
+    workdir, env, _ = smoke
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("critical-size")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("grokray.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == 3
+    fractions = sorted(float(c.data.params["train_fraction"]) for c in children)
+    assert fractions == [0.2, 0.5, 0.8]
+    for child in children:
+        params = child.data.params
+        assert params["p"] == "31" and params["seed"] == "0" and params["steps"] == "1500"
+        assert {"grokked", "phase", "stop_reason", "grokking_step"} <= set(child.data.tags)
+        history = client.get_metric_history(child.info.run_id, "val_acc")
+        assert len(history) >= 3 and history[0].step == 0
+        assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["curves.parquet"]
+    # the easy split groks and stops early; the hardest does not
+    by_fraction = {float(c.data.params["train_fraction"]): c for c in children}
+    assert by_fraction[0.8].data.tags["grokked"] == "True"
+    assert by_fraction[0.8].data.tags["stop_reason"] == "grokked"
+    assert by_fraction[0.2].data.tags["grokked"] == "False"
+    assert by_fraction[0.2].data.tags["stop_reason"] == "budget"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.parquet", "estimate.json", "val_acc_vs_step.png", "p_grok_vs_fraction.png"} <= artifacts
+    table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(workdir)))
+    assert len(table) == 3 and {"train_fraction", "grokked", "grokking_step", "n_train", "n_total"} <= set(
+        table
+    )
+    png = Path(client.download_artifacts(parent.info.run_id, "p_grok_vs_fraction.png", str(workdir)))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
+    workdir, env, _ = smoke
+    result = cli("report", "critical-size", "--json", cwd=workdir, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    estimates = json.loads(result.stdout)
+    assert len(estimates) == 1
+    estimate = estimates[0]
+    assert {
+        "critical_fraction",
+        "ci_low",
+        "ci_high",
+        "critical_size",
+        "peak_fraction",
+        "n_trials",
+        "budget_steps",
+    } <= set(estimate)
+    assert estimate["n_trials"] == 3 and estimate["budget_steps"] == 1500
+    assert 0.2 <= estimate["critical_fraction"] <= 0.8
+    missing = cli("report", "no-such-study", cwd=workdir, env=env, timeout=120)
+    assert missing.returncode == 2 and "no study named" in missing.stderr

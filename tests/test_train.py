@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+
+from grokray.models import build_model
+from grokray.optim import LangevinNoise, build_optimizer
+from grokray.study import default_config
+from grokray.tasks import make_modular
+from grokray.train import train
+
+
+def config(**overrides):
+    c = default_config()
+    c.update(
+        p=13,
+        width=32,
+        depth=1,
+        embed_dim=8,
+        steps=60,
+        eval_every=20,
+        lr=1e-2,
+        device="cpu",
+        train_fraction=0.5,
+    )
+    c.update(overrides)
+    return c
+
+
+def test_same_seed_same_run_and_other_seed_differs():
+    first, second = train(config(seed=3)), train(config(seed=3))
+    other = train(config(seed=4))
+    assert [r["val_loss"] for r in first["history"]] == [r["val_loss"] for r in second["history"]]
+    assert [r["val_loss"] for r in first["history"]] != [r["val_loss"] for r in other["history"]]
+
+
+def test_matches_a_plain_pytorch_adamw_loop():
+    """T = 0, full batch: the trainer is exactly the obvious hand-written loop."""
+    c = config(seed=1)
+    data = make_modular(c["p"], c["op"], c["train_fraction"], 0, c["seed"])
+    torch.manual_seed(c["seed"])
+    model = build_model(c)
+    opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"], betas=(0.9, 0.98))
+    losses = []
+    for step in range(c["steps"] + 1):
+        if step % c["eval_every"] == 0:
+            with torch.no_grad():
+                losses.append(
+                    float(torch.nn.functional.cross_entropy(model(data.val_inputs), data.val_labels))
+                )
+        if step == c["steps"]:
+            break
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(data.train_inputs), data.train_labels).backward()
+        opt.step()
+    assert [r["val_loss"] for r in train(c)["history"]] == losses
+
+
+def test_init_scale_multiplies_every_parameter():
+    torch.manual_seed(0)
+    base = build_model(config(init_scale=1.0))
+    torch.manual_seed(0)
+    scaled = build_model(config(init_scale=3.0))
+    names = [n for n, _ in base.named_parameters()]
+    assert any("bias" in n for n in names) and any("embed" in n for n in names)
+    for (name, a), (_, b) in zip(base.named_parameters(), scaled.named_parameters(), strict=True):
+        assert torch.allclose(b, 3.0 * a), name
+
+
+def test_langevin_noise_has_the_right_scale_and_zero_temperature_adds_nothing():
+    param = torch.nn.Parameter(torch.zeros(200_000))
+    LangevinNoise([param], lr=0.01, temperature=0.5, seed=0)()
+    assert param.std().item() == pytest.approx(math.sqrt(2 * 0.01 * 0.5), rel=0.02)
+    assert abs(param.mean().item()) < 0.001
+    still = torch.nn.Parameter(torch.zeros(10))
+    LangevinNoise([still], lr=0.01, temperature=0.0, seed=0)()
+    assert torch.count_nonzero(still) == 0
+
+
+def test_temperature_changes_the_run():
+    cold, hot = train(config()), train(config(temperature=1e-3))
+    assert cold["final_val_loss"] != hot["final_val_loss"]
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_optimizers_build_and_step(name):
+    model = torch.nn.Linear(3, 1)
+    opt = build_optimizer(model.parameters(), config(optimizer=name))
+    before = model.weight.detach().clone()
+    model(torch.ones(2, 3)).sum().backward()
+    opt.step()
+    assert not torch.equal(before, model.weight)
+
+
+def test_groks_on_an_easy_split_and_stops_when_told():
+    """A known result: p=31 addition with 70 % of the pairs groks within ~1-2k AdamW steps."""
+    c = config(p=31, width=128, embed_dim=32, train_fraction=0.7, steps=3000, eval_every=50)
+    outcome = train(c, on_eval=lambda record: record["grokked"])
+    assert outcome["grokked"] and outcome["stop_reason"] == "grokked"
+    assert outcome["final_val_acc"] >= 0.99
+    assert outcome["memorization_step"] < outcome["grokking_step"] < 3000
+    assert outcome["steps_run"] == outcome["grokking_step"] + 50  # confirmed after patience=2 evals
+    assert outcome["grokking_delay"] == outcome["grokking_step"] - outcome["memorization_step"]
+
+
+def test_budget_and_outcome_keys():
+    outcome = train(config(train_fraction=0.1))
+    assert outcome["stop_reason"] == "budget" and outcome["steps_run"] == 60
+    assert not outcome["grokked"] and outcome["grokking_step"] is None
+    assert [r["step"] for r in outcome["history"]] == [0, 20, 40, 60]
+    assert outcome["history"][-1]["stop_reason"] == "budget"
+    assert all(r["stop_reason"] == "running" for r in outcome["history"][:-1])
+
+
+def test_divergence_is_detected():
+    outcome = train(config(init_scale=1e30))
+    assert outcome["stop_reason"] == "diverged"
+    assert outcome["steps_run"] == 0
+
+
+def test_minibatch_and_onehot_and_mse_paths_run():
+    outcome = train(config(batch_size=16, encoding="onehot", loss="mse"))
+    assert outcome["steps_run"] == 60 and math.isfinite(outcome["final_train_loss"])

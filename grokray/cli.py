@@ -75,14 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "trial":
             return _trial(study, args)
         return _run(study, args)
+    except StudyError as err:  # found once the study met its results directory (e.g. --resume)
+        print(f"grokray: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"\ngrokray: interrupted; continue with: grokray run {args.study} --resume", file=sys.stderr)
+        again = ["grokray", "run", args.study, *(f"--set {o}" for o in args.overrides)]
+        again += ["--quick"] if args.quick else []
+        again += [f"--storage {args.storage}"] if getattr(args, "storage", None) else []
+        print(f"\ngrokray: interrupted; continue with: {' '.join(again)} --resume", file=sys.stderr)
         return 130
 
 
 def _trial(study: Any, args: argparse.Namespace) -> int:
+    import torch
+
     from grokray.train import train
 
+    # the thread count of a Tune trial, so that the numerics (and the outcome) are the same
+    torch.set_num_threads(max(1, int(study.cpus_per_trial)))
     config = study.resolve({})
     shown = {
         k: config[k]

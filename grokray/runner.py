@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from ray.tune import Callback, Stopper
 
-from grokray.study import OUTCOME_KEYS, Dimension, Study
+from grokray.study import OUTCOME_KEYS, Dimension, Study, StudyError
 
 TRIAL_INDEX = "__trial_index__"  # set by Tune's Repeater: the seed of a repeated config
 STATE_FILE = "grokray.json"
@@ -132,131 +134,146 @@ def run_trial(sampled: dict[str, Any], study: Study) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Stopper and callbacks
+# Stopper and callbacks (module-level: Tune pickles them into the experiment state)
 
 
-def _stopper_class() -> type:
-    from ray.tune import Stopper
+class GrokStopper(Stopper):
+    """Ends a trial once grokking is confirmed (or it diverged, or its budget is spent)."""
 
-    class GrokStopper(Stopper):
-        """Ends a trial once grokking is confirmed (or it diverged, or its budget is spent)."""
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return result.get("stop_reason", "running") != "running"
 
-        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return result.get("stop_reason", "running") != "running"
-
-        def stop_all(self) -> bool:
-            return False
-
-    return GrokStopper
+    def stop_all(self) -> bool:
+        return False
 
 
-def _callbacks(study: Study, tracker: Any, verbose: bool, curves: dict[str, pd.DataFrame]) -> list[Any]:
-    """The MLflow callback (fills ``curves`` with each finished trial's curves) and progress."""
-    from ray.tune import Callback
+class MLflowCallback(Callback):
+    """A child run per trial under the study's parent run, metrics sent by ``log_batch``.
 
-    class MLflowCallback(Callback):
-        """A child run per trial (found again by its ``ray.trial_id`` tag), metrics by batch."""
+    The MLflow state is rebuilt in ``setup`` (also after ``Tuner.restore`` unpickles this
+    object): child runs are found again by their ``ray.trial_id`` tag, never duplicated, and a
+    restarted trial does not log again the steps its run already has.
+    """
 
-        def __init__(self) -> None:
-            self.records: dict[str, list[dict[str, Any]]] = {}
-            self.last_flush: dict[str, float] = {}
-            self.curves = curves
+    def __init__(self, study: Study, tracking_uri: str, parent_run_id: str) -> None:
+        self.study, self.tracking_uri, self.parent_run_id = study, tracking_uri, parent_run_id
+        self._reset()
 
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            config = trial_config(study, trial.config)
-            tracker.start_trial(trial.trial_id, _trial_name(config, trial.trial_id), config)
-            self.records.setdefault(trial.trial_id, [])
+    def _reset(self) -> None:
+        self.tracker: Any = None
+        self.last_flush: dict[str, float] = {}
+        self.skip_until: dict[str, int] = {}
 
-        def on_trial_result(
-            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-        ) -> None:
-            record = {k: result.get(k) for k in ("step", *CURVE_COLUMNS)}
-            self.records.setdefault(trial.trial_id, []).append(record)
-            tracker.log_trial_metrics(trial.trial_id, record)
-            now = time.monotonic()
-            if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
-                tracker.flush(trial.trial_id)
-                self.last_flush[trial.trial_id] = now
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
 
-        def _end(self, trial: Any, status: str, error: str | None = None) -> None:
-            result = trial.last_result or {}
-            outcome = {k: result.get(k) for k in OUTCOME_KEYS}
-            frame = pd.DataFrame(self.records.pop(trial.trial_id, []))
-            if len(frame):
-                frame.insert(0, "trial_id", trial.trial_id)
-                self.curves[trial.trial_id] = frame
-            tracker.end_trial(trial.trial_id, outcome, frame, status, error)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
 
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._end(trial, "FINISHED")
+    def setup(self, **info: Any) -> None:
+        from grokray.tracking import StudyTracker
 
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            error = getattr(trial, "error_file", None)
-            self._end(trial, "FAILED", f"trial failed; see {error}" if error else "trial failed")
+        self.tracker = StudyTracker(self.study.name, self.tracking_uri)
+        self.tracker.attach(self.parent_run_id)
 
-    class ProgressCallback(Callback):
-        """One compact line: trials done / running / grokked, elapsed, current estimate."""
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        config = trial_config(self.study, trial.config)
+        name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{trial.trial_id}]"
+        self.skip_until[trial.trial_id] = self.tracker.start_trial(trial.trial_id, name, config)
 
-        def __init__(self) -> None:
-            self.started = time.monotonic()
-            self.last = 0.0
-            self.rows: list[dict[str, Any]] = []
-            self.estimate = ""
-            self.tty = sys.stdout.isatty()
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("step", -1) <= self.skip_until.get(trial.trial_id, -1):
+            return
+        self.tracker.log_trial_metrics(trial.trial_id, result)
+        now = time.monotonic()
+        if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
+            self.tracker.flush(trial.trial_id)
+            self.last_flush[trial.trial_id] = now
 
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            result = trial.last_result or {}
-            config = trial_config(study, trial.config)
-            self.rows.append({**config, **{k: result.get(k) for k in OUTCOME_KEYS}})
-            self.estimate = _quick_estimate(study, self.rows)
-            self._print(trials, force=True)
+    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+        result = trial.last_result or {}
+        outcome = {k: result.get(k) for k in OUTCOME_KEYS}
+        curves = _trial_curves(trial.local_path, trial.trial_id)
+        self.tracker.end_trial(trial.trial_id, outcome, curves, status, error)
 
-        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-            self._print(trials)
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FINISHED")
 
-        def on_experiment_end(self, trials: list, **info: Any) -> None:
-            self._print(trials, force=True)
-            if self.tty:
-                print()
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = getattr(trial, "error_file", None)
+        self._end(trial, "FAILED", f"trial failed; see {error}" if error else "trial failed")
 
-        def _print(self, trials: list, force: bool = False) -> None:
-            now = time.monotonic()
-            if not force and now - self.last < (1.0 if self.tty else 15.0):
-                return
-            self.last = now
-            done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-            running = sum(t.status == "RUNNING" for t in trials)
-            failed = sum(t.status == "ERROR" for t in trials)
-            grokked = sum(
-                bool((t.last_result or {}).get("grokked")) for t in trials if t.status == "TERMINATED"
-            )
-            elapsed = int(now - self.started)
-            line = (
-                f"[{study.name}] {done}/{study.total_trials} done, {running} running, "
-                f"{grokked} grokked"
-                + (f", {failed} failed" if failed else "")
-                + f" | {elapsed // 60}m{elapsed % 60:02d}s"
-                + (f" | {self.estimate}" if self.estimate else "")
-            )
-            if self.tty:
-                print("\r" + line.ljust(100), end="", flush=True)
-            else:
-                print(line, flush=True)
 
-    callbacks: list[Any] = [MLflowCallback()]
-    if not verbose:
-        callbacks.append(ProgressCallback())
-    return callbacks
+class ProgressCallback(Callback):
+    """One compact line: trials done / running / grokked, elapsed, current estimate."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.estimate = ""
+
+    def setup(self, **info: Any) -> None:
+        self.started = time.monotonic()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rows = [
+            {**trial_config(self.study, t.config), **{k: (t.last_result or {}).get(k) for k in OUTCOME_KEYS}}
+            for t in trials
+            if t.status == "TERMINATED" or t is trial
+        ]
+        self.estimate = _quick_estimate(rows)
+        self._print(trials, force=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._print(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._print(trials, force=True)
+        if sys.stdout.isatty():
+            print()
+
+    def _print(self, trials: list, force: bool = False) -> None:
+        now, tty = time.monotonic(), sys.stdout.isatty()
+        if not force and now - self.last < (1.0 if tty else 15.0):
+            return
+        self.last = now
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        running = sum(t.status == "RUNNING" for t in trials)
+        failed = sum(t.status == "ERROR" for t in trials)
+        grokked = sum(bool((t.last_result or {}).get("grokked")) for t in trials if t.status == "TERMINATED")
+        elapsed = int(now - self.started)
+        line = (
+            f"[{self.study.name}] {done}/{self.study.total_trials} done, {running} running, "
+            f"{grokked} grokked"
+            + (f", {failed} failed" if failed else "")
+            + f" | {elapsed // 60}m{elapsed % 60:02d}s"
+            + (f" | {self.estimate}" if self.estimate else "")
+        )
+        if tty:
+            print("\r" + line.ljust(100), end="", flush=True)
+        else:
+            print(line, flush=True)
 
 
 CURVE_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 
 
-def _trial_name(config: Mapping[str, Any], trial_id: str) -> str:
-    return f"f={config['train_fraction']:.3g} seed={config['seed']} [{trial_id}]"
+def _trial_curves(local_path: str | None, trial_id: str) -> pd.DataFrame | None:
+    """A trial's evaluation records, read back from the ``result.json`` Tune wrote for it."""
+    path = Path(local_path or "") / "result.json"
+    if not local_path or not path.exists():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    columns = ["step", *CURVE_COLUMNS]
+    frame = pd.DataFrame([{k: r.get(k) for k in columns} for r in records if "step" in r], columns=columns)
+    frame = frame.drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)
+    frame.insert(0, "trial_id", trial_id)
+    return frame
 
 
-def _quick_estimate(study: Study, rows: list[dict[str, Any]]) -> str:
+def _quick_estimate(rows: list[dict[str, Any]]) -> str:
     from grokray.analysis import critical_data_size
 
     table = pd.DataFrame(rows)
@@ -296,24 +313,30 @@ def run_study(
     if not restoring and experiment_dir.exists():
         experiment_dir.rename(experiment_dir.with_name(f"{study.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
 
+    saved = json.loads(state_path.read_text()) if restoring and state_path.exists() else {}
+    if restoring and saved.get("fingerprint") != study.fingerprint():
+        raise StudyError(
+            "--resume",
+            f"the study in {experiment_dir} was run with a different definition; "
+            "run without --resume to start afresh (the old results are kept aside)",
+        )
     tracker = StudyTracker(study.name)
-    parent_run_id = None
-    if restoring and state_path.exists():
-        parent_run_id = json.loads(state_path.read_text()).get("parent_run_id")
-    params = {**study.resolve({}), **{f"space.{k}": _describe(d) for k, d in study.space.items()}}
-    params.update(
-        seeds=study.seeds,
-        sampler=study.sampler,
-        objective=study.objective,
-        total_trials=study.total_trials,
-        early_stop=early_stop,
-    )
-    for key in study.space:
-        params.pop(key, None)
-    tracker.start_study(params, {"grokray.fingerprint": study.fingerprint()}, run_id=parent_run_id)
+    if saved.get("parent_run_id"):
+        tracker.reopen_study(saved["parent_run_id"])
+    else:
+        params = {**study.resolve({}), **{f"space.{k}": _describe(d) for k, d in study.space.items()}}
+        for key in study.space:
+            params.pop(key, None)
+        params.update(
+            seeds=study.seeds,
+            sampler=study.sampler,
+            objective=study.objective,
+            total_trials=study.total_trials,
+            early_stop=early_stop,
+        )
+        tracker.start_study(params, {"grokray.fingerprint": study.fingerprint()})
 
     status = "FAILED"
-    curves: dict[str, pd.DataFrame] = {}
     try:
         address = address or os.environ.get("RAY_ADDRESS")
         _quiet_ray(verbose)
@@ -328,6 +351,7 @@ def run_study(
                     log_to_driver=verbose,
                     configure_logging=True,
                 )
+        _sigterm_as_sigint()  # after ray.init, which installs a SIGTERM handler of its own
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, study=study),
             {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
@@ -335,8 +359,9 @@ def run_study(
         run_config = tune.RunConfig(
             name=study.name,
             storage_path=str(storage_path),
-            stop=_stopper_class()() if early_stop else None,
-            callbacks=_callbacks(study, tracker, verbose, curves),
+            stop=GrokStopper() if early_stop else None,
+            callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id)]
+            + ([] if verbose else [ProgressCallback(study)]),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             verbose=2 if verbose else 0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -360,8 +385,12 @@ def run_study(
             json.dumps({"parent_run_id": tracker.parent_run_id, "fingerprint": study.fingerprint()})
         )
         results = tuner.fit()
+        if results.num_terminated + results.num_errors < study.total_trials:
+            # Tune's own SIGINT handler ends fit() early but normally: that is an interruption
+            raise KeyboardInterrupt
         table = trial_table(study, results)
-        summary = finish_study(study, tracker, table, curves, storage_path)
+        curves = [_trial_curves(r.path, _trial_id(r)) for r in results]
+        summary = finish_study(study, tracker, table, [c for c in curves if c is not None], storage_path)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
@@ -369,6 +398,14 @@ def run_study(
         raise
     finally:
         tracker.end_study(status)
+
+
+def _sigterm_as_sigint() -> None:
+    """SIGTERM (a scheduler, ``kill``) stops the study like Ctrl-C: state saved, runs ended."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
 
 
 def _quiet_ray(verbose: bool) -> None:
@@ -389,13 +426,17 @@ def _describe(dim: Dimension) -> str:
     return f"{dim.kind}[{dim.low}, {dim.high}]" + (f" step {dim.step}" if dim.step else "")
 
 
+def _trial_id(result: Any) -> str:
+    return (result.metrics or {}).get("trial_id") or Path(result.path).name
+
+
 def trial_table(study: Study, results: Any) -> pd.DataFrame:
     """One row per trial: trial id, the full config, the outcome keys, the data sizes."""
     rows = []
     for result in results:
         metrics = result.metrics or {}
         config = trial_config(study, result.config or {})
-        row: dict[str, Any] = {"trial_id": metrics.get("trial_id") or Path(result.path).name}
+        row: dict[str, Any] = {"trial_id": _trial_id(result)}
         row.update(config)
         for key in (*OUTCOME_KEYS, "n_train", "n_total"):
             row[key] = metrics.get(key)
@@ -412,7 +453,7 @@ def trial_table(study: Study, results: Any) -> pd.DataFrame:
 
 
 def finish_study(
-    study: Study, tracker: Any, table: pd.DataFrame, curves: Mapping[str, pd.DataFrame], storage_path: Path
+    study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], storage_path: Path
 ) -> dict[str, Any]:
     """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
     from grokray.analysis import critical_data_size, format_estimates
@@ -440,7 +481,7 @@ def finish_study(
         (tmp_path / "estimate.json").write_text(json.dumps(jsonable(summary), indent=2, default=str))
         plots = []
         if curves:
-            all_curves = pd.concat(list(curves.values()), ignore_index=True)
+            all_curves = pd.concat(curves, ignore_index=True)
             plots.append(plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png"))
         plots.append(plot_grok_probability(table, estimates, tmp_path / "p_grok_vs_fraction.png"))
         for path in (table_path, tmp_path / "estimate.json", *plots):

@@ -62,29 +62,30 @@ class StudyTracker:
 
     # -- the study's parent run ----------------------------------------------------------------
 
-    def start_study(
-        self, params: Mapping[str, Any], tags: Mapping[str, str], run_id: str | None = None
-    ) -> str:
-        """Create the parent run (or reopen ``run_id`` when resuming)."""
-        if run_id is not None:
-            self.client.update_run(run_id, status="RUNNING")
-            self.parent_run_id = run_id
-            for run in self._children():
-                self._child_runs[run.data.tags[TRIAL_TAG]] = run.info.run_id
-            return run_id
+    def start_study(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """Create the parent run of one ``grokray run``."""
+        name = f"{self.study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = self.client.create_run(
-            self.experiment_id,
-            tags={
-                ROLE_TAG: "study",
-                "mlflow.runName": f"{self.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                **tags,
-            },
+            self.experiment_id, tags={ROLE_TAG: "study", "mlflow.runName": name, **tags}
         )
         self.parent_run_id = run.info.run_id
         self.client.log_batch(
             self.parent_run_id, params=[Param(k, _clean(v)[:6000]) for k, v in params.items()]
         )
         return self.parent_run_id
+
+    def reopen_study(self, run_id: str) -> None:
+        """Resume: the same parent run goes back to RUNNING."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.attach(run_id)
+
+    def attach(self, run_id: str) -> None:
+        """Work under an existing parent run; its child runs are found again by trial id."""
+        self.parent_run_id = run_id
+        for run in self._children():
+            trial_id = run.data.tags.get(TRIAL_TAG)
+            if trial_id:
+                self._child_runs[trial_id] = run.info.run_id
 
     def end_study(self, status: str) -> None:
         """End every open child run, then the parent, with ``status`` (FINISHED/FAILED/KILLED)."""
@@ -116,12 +117,17 @@ class StudyTracker:
             max_results=10000,
         )
 
-    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> str:
-        """The child run of ``trial_id``: found again by its tag when resuming, else created."""
+    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> int:
+        """Open the child run of ``trial_id`` (found again by its tag, else created).
+
+        Returns the last step the run already has metrics for (-1 for a new run), so that a
+        restarted trial does not log the same steps twice.
+        """
         if trial_id in self._child_runs:
             run_id = self._child_runs[trial_id]
             self.client.update_run(run_id, status="RUNNING")
-            return run_id
+            history = self.client.get_metric_history(run_id, "val_acc")
+            return max((m.step for m in history), default=-1)
         run = self.client.create_run(
             self.experiment_id,
             tags={
@@ -134,7 +140,7 @@ class StudyTracker:
         run_id = run.info.run_id
         self._child_runs[trial_id] = run_id
         self.client.log_batch(run_id, params=[Param(k, _clean(v)) for k, v in params.items()])
-        return run_id
+        return -1
 
     def log_trial_metrics(
         self, trial_id: str, record: Mapping[str, Any], keys: Iterable[str] = CURVE_KEYS

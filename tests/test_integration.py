@@ -97,3 +97,69 @@ def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
     assert 0.2 <= estimate["critical_fraction"] <= 0.8
     missing = cli("report", "no-such-study", cwd=workdir, env=env, timeout=120)
     assert missing.returncode == 2 and "no study named" in missing.stderr
+
+
+def test_sigterm_mid_study_then_resume_loses_nothing(tmp_path):
+    """SIGTERM after the first finished trial: exit 130, no run left RUNNING; --resume finishes the
+    study with exactly one child run per trial and no metric step logged twice."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "grokray",
+        "run",
+        str(ROOT / "studies/critical_size.py"),
+        "--quick",
+        "--set",
+        "train_fraction=0.2,0.3,0.7,0.8",
+        "--set",
+        "steps=1500",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 180
+    for line in proc.stdout:
+        if " 1/4 done" in line or " 2/4 done" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-2000:]
+    assert "--resume" in output
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("critical-size")
+    runs = client.search_runs([experiment.experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    finished_before = {
+        r.data.tags["ray.trial_id"]
+        for r in runs
+        if r.info.status == "FINISHED" and r.data.tags.get("grokray.role") == "trial"
+    }
+    assert finished_before, "the kill came before any trial finished"
+
+    resumed = subprocess.run(
+        [*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("grokray.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert finished_before <= {c.data.tags["ray.trial_id"] for c in children}
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")]
+        assert len(steps) == len(set(steps)) and steps

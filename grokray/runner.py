@@ -25,7 +25,6 @@ from ray.tune import Callback, Stopper
 
 from grokray.study import OUTCOME_KEYS, Dimension, Study, StudyError
 
-TRIAL_INDEX = "__trial_index__"  # set by Tune's Repeater: the seed of a repeated config
 STATE_FILE = "grokray.json"
 
 
@@ -66,36 +65,34 @@ def make_sampler(study: Study, seed: int = 0) -> Any:
 
 
 def make_search(study: Study) -> Any:
-    """OptunaSearch over the study's space; a Repeater around it trains each config per seed."""
+    """OptunaSearch over the study's space (seeds are replicas inside each trial, not trials)."""
     import optuna
-    from ray.tune.search import Repeater
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(
-        space=DefineByRun(study.space) if study.space else DefineByRun({"seed": _seed_grid(study)}),
+    return OptunaSearch(
+        space=DefineByRun(study.space),
         metric=study.metric,
         mode=study.mode,
         sampler=make_sampler(study),
     )
-    if study.seeds > 1 and "seed" not in study.space:
-        return Repeater(searcher, repeat=study.seeds, set_index=True)
-    return searcher
-
-
-def _seed_grid(study: Study) -> Dimension:
-    from grokray.study import grid
-
-    return grid(list(range(study.num_samples or 1)))
 
 
 def trial_config(study: Study, sampled: Mapping[str, Any]) -> dict[str, Any]:
-    """The full config of a Tune trial: the study's resolution plus the seed from the Repeater."""
-    values = {k: v for k, v in sampled.items() if k != TRIAL_INDEX}
-    config = study.resolve(values)
-    if TRIAL_INDEX in sampled and "seed" not in study.space:
-        config["seed"] = int(study.config.get("seed", 0)) + int(sampled[TRIAL_INDEX])
-    return config
+    """The full config of a Tune trial (its first replica)."""
+    return study.resolve(sampled)
+
+
+def replica_configs(study: Study, sampled: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One config per seed replica of a trial: seed, seed+1, … (one replica if ``seed`` is searched)."""
+    config = trial_config(study, sampled)
+    count = 1 if "seed" in study.space else study.seeds
+    return [{**config, "seed": config["seed"] + i, "replicas": count} for i in range(count)]
+
+
+def run_key(trial_id: str, replica: int) -> str:
+    """The name of one replica of one Tune trial: its MLflow child run and trial-table row."""
+    return f"{trial_id}-r{replica}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,26 +108,43 @@ def objectives(record: Mapping[str, Any], budget: int) -> dict[str, float]:
     return {
         "censored_grokking_step": float(record["grokking_step"]) if grokked else 2.0 * budget,
         "boundary_score": fraction if grokked else 2.0 - fraction,
+        "final_val_acc": float(record.get("val_acc", record.get("final_val_acc", 0.0))),
     }
 
 
-def run_trial(sampled: dict[str, Any], study: Study) -> None:
-    """The Tune trainable: resolve the config, train, report every evaluation."""
+def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial reports to Tune: every replica's latest record, the objectives averaged over
+    replicas, and ``stop_reason`` = ``running`` while any replica still trains."""
+    records = [dict(latest[r]) for r in sorted(latest)]
+    scores = [objectives({**r, "train_fraction": config["train_fraction"]}, config["steps"]) for r in records]
+    result: dict[str, Any] = {key: sum(score[key] for score in scores) / len(scores) for key in scores[0]}
+    result.update(
+        step=max(r["step"] for r in records),
+        replicas={str(r["replica"]): {k: v for k, v in r.items() if v is not None} for r in records},
+        n_grokked=sum(bool(r["grokked"]) for r in records),
+        stop_reason="running" if any(r["stop_reason"] == "running" for r in records) else "done",
+    )
+    return result
+
+
+def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) -> None:
+    """The Tune trainable: train the trial's seed replicas as one batch, report every evaluation."""
     import torch
     from ray import tune
 
-    from grokray.train import train
+    from grokray.train import train_replicas
 
-    config = trial_config(study, sampled)
+    configs = replica_configs(study, sampled)
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
+    latest: dict[int, dict[str, Any]] = {}
 
-    def on_eval(record: dict[str, Any]) -> None:
-        result = {k: v for k, v in record.items() if v is not None}
-        result["train_fraction_actual"] = record["n_train"] / record["n_total"]
-        result.update(objectives({**record, "train_fraction": config["train_fraction"]}, config["steps"]))
-        tune.report(result)
+    def on_eval(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            latest[record["replica"]] = record
+        if len(latest) == len(configs):
+            tune.report(trial_result(latest, configs[0]))
 
-    train(config, on_eval=on_eval)
+    train_replicas(configs, on_eval=on_eval, stop_on_grok=early_stop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,11 +162,11 @@ class GrokStopper(Stopper):
 
 
 class MLflowCallback(Callback):
-    """A child run per trial under the study's parent run, metrics sent by ``log_batch``.
+    """A child run per replica of each trial under the study's parent run, metrics by ``log_batch``.
 
     The MLflow state is rebuilt in ``setup`` (also after ``Tuner.restore`` unpickles this
-    object): child runs are found again by their ``ray.trial_id`` tag, never duplicated, and a
-    restarted trial does not log again the steps its run already has.
+    object): child runs are found again by their ``ray.trial_id`` / ``grokray.replica`` tags,
+    never duplicated, and a restarted trial does not log again the steps its runs already have.
     """
 
     def __init__(self, study: Study, tracking_uri: str, parent_run_id: str) -> None:
@@ -162,7 +176,7 @@ class MLflowCallback(Callback):
     def _reset(self) -> None:
         self.tracker: Any = None
         self.last_flush: dict[str, float] = {}
-        self.skip_until: dict[str, int] = {}
+        self.logged_until: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
@@ -178,24 +192,32 @@ class MLflowCallback(Callback):
         self.tracker.attach(self.parent_run_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        config = trial_config(self.study, trial.config)
-        name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{trial.trial_id}]"
-        self.skip_until[trial.trial_id] = self.tracker.start_trial(trial.trial_id, name, config)
+        for replica, config in enumerate(replica_configs(self.study, trial.config)):
+            key = run_key(trial.trial_id, replica)
+            name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{key}]"
+            tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
+            self.logged_until[key] = self.tracker.start_trial(key, name, config, tags)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if result.get("step", -1) <= self.skip_until.get(trial.trial_id, -1):
-            return
-        self.tracker.log_trial_metrics(trial.trial_id, result)
+        for replica, record in (result.get("replicas") or {}).items():
+            key = run_key(trial.trial_id, int(replica))
+            if record.get("step", -1) > self.logged_until.get(key, -1):
+                self.tracker.log_trial_metrics(key, record)
+                self.logged_until[key] = record["step"]
         now = time.monotonic()
         if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
-            self.tracker.flush(trial.trial_id)
+            self.tracker.flush()
             self.last_flush[trial.trial_id] = now
 
     def _end(self, trial: Any, status: str, error: str | None = None) -> None:
-        result = trial.last_result or {}
-        outcome = {k: result.get(k) for k in OUTCOME_KEYS}
+        replicas = (trial.last_result or {}).get("replicas") or {}
         curves = _trial_curves(trial.local_path, trial.trial_id)
-        self.tracker.end_trial(trial.trial_id, outcome, curves, status, error)
+        for replica in range(len(replica_configs(self.study, trial.config))):
+            key = run_key(trial.trial_id, replica)
+            record = replicas.get(str(replica), {})
+            outcome = {k: record.get(k) for k in OUTCOME_KEYS}
+            frame = curves.get(key) if curves else None
+            self.tracker.end_trial(key, outcome, frame, status, error)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FINISHED")
@@ -205,8 +227,27 @@ class MLflowCallback(Callback):
         self._end(trial, "FAILED", f"trial failed; see {error}" if error else "trial failed")
 
 
+def _replica_rows(
+    study: Study, trial_id: str, sampled: Mapping[str, Any], result: Mapping[str, Any]
+) -> list[dict]:
+    """One row per replica of a trial: its config and the outcome keys of its latest record."""
+    replicas = result.get("replicas") or {}
+    rows = []
+    for replica, config in enumerate(replica_configs(study, sampled)):
+        record = replicas.get(str(replica), {})
+        row = {
+            "trial_id": run_key(trial_id, replica),
+            "tune_trial_id": trial_id,
+            "replica": replica,
+            **config,
+        }
+        row.update({k: record.get(k) for k in (*OUTCOME_KEYS, "n_train", "n_total")})
+        rows.append(row)
+    return rows
+
+
 class ProgressCallback(Callback):
-    """One compact line: trials done / running / grokked, elapsed, current estimate."""
+    """One compact line: runs done / running / grokked, elapsed, current estimate."""
 
     def __init__(self, study: Study) -> None:
         self.study = study
@@ -219,9 +260,10 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rows = [
-            {**trial_config(self.study, t.config), **{k: (t.last_result or {}).get(k) for k in OUTCOME_KEYS}}
+            row
             for t in trials
             if t.status == "TERMINATED" or t is trial
+            for row in _replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
         ]
         self.estimate = _quick_estimate(rows)
         self._print(trials, force=True)
@@ -239,13 +281,20 @@ class ProgressCallback(Callback):
         if not force and now - self.last < (1.0 if tty else 15.0):
             return
         self.last = now
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-        running = sum(t.status == "RUNNING" for t in trials)
-        failed = sum(t.status == "ERROR" for t in trials)
-        grokked = sum(bool((t.last_result or {}).get("grokked")) for t in trials if t.status == "TERMINATED")
+        done = running = grokked = failed = 0
+        for t in trials:
+            records = ((t.last_result or {}).get("replicas") or {}).values()
+            if t.status == "ERROR":
+                failed += len(replica_configs(self.study, t.config))
+                continue
+            finished = [r for r in records if r.get("stop_reason") != "running" or t.status == "TERMINATED"]
+            done += len(finished)
+            grokked += sum(bool(r.get("grokked")) for r in finished)
+            if t.status == "RUNNING":
+                running += len(replica_configs(self.study, t.config)) - len(finished)
         elapsed = int(now - self.started)
         line = (
-            f"[{self.study.name}] {done}/{self.study.total_trials} done, {running} running, "
+            f"[{self.study.name}] {done + failed}/{self.study.total_trials} done, {running} running, "
             f"{grokked} grokked"
             + (f", {failed} failed" if failed else "")
             + f" | {elapsed // 60}m{elapsed % 60:02d}s"
@@ -260,17 +309,27 @@ class ProgressCallback(Callback):
 CURVE_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 
 
-def _trial_curves(local_path: str | None, trial_id: str) -> pd.DataFrame | None:
-    """A trial's evaluation records, read back from the ``result.json`` Tune wrote for it."""
+def _trial_curves(local_path: str | None, trial_id: str) -> dict[str, pd.DataFrame]:
+    """Each replica's evaluation records, read back from the ``result.json`` Tune wrote."""
     path = Path(local_path or "") / "result.json"
     if not local_path or not path.exists():
-        return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    columns = ["step", *CURVE_COLUMNS]
-    frame = pd.DataFrame([{k: r.get(k) for k in columns} for r in records if "step" in r], columns=columns)
-    frame = frame.drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)
-    frame.insert(0, "trial_id", trial_id)
-    return frame
+        return {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        for replica, record in (json.loads(line).get("replicas") or {}).items():
+            rows.setdefault(run_key(trial_id, int(replica)), []).append(
+                {"step": record.get("step"), **{k: record.get(k) for k in CURVE_COLUMNS}}
+            )
+    frames = {}
+    for key, records in rows.items():
+        frame = (
+            pd.DataFrame(records).drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)
+        )
+        frame.insert(0, "trial_id", key)
+        frames[key] = frame
+    return frames
 
 
 def _quick_estimate(rows: list[dict[str, Any]]) -> str:
@@ -353,7 +412,7 @@ def run_study(
                 )
         _sigterm_as_sigint()  # after ray.init, which installs a SIGTERM handler of its own
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, study=study),
+            tune.with_parameters(run_trial, study=study, early_stop=early_stop),
             {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
         )
         run_config = tune.RunConfig(
@@ -373,7 +432,7 @@ def run_study(
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=make_search(study),
-                    num_samples=study.total_trials,
+                    num_samples=study.num_configs,
                     max_concurrent_trials=study.max_concurrent,
                     metric=None,
                     mode=None,
@@ -385,12 +444,12 @@ def run_study(
             json.dumps({"parent_run_id": tracker.parent_run_id, "fingerprint": study.fingerprint()})
         )
         results = tuner.fit()
-        if results.num_terminated + results.num_errors < study.total_trials:
+        if results.num_terminated + results.num_errors < study.num_configs:
             # Tune's own SIGINT handler ends fit() early but normally: that is an interruption
             raise KeyboardInterrupt
         table = trial_table(study, results)
-        curves = [_trial_curves(r.path, _trial_id(r)) for r in results]
-        summary = finish_study(study, tracker, table, [c for c in curves if c is not None], storage_path)
+        curves = [frame for r in results for frame in _trial_curves(r.path, _trial_id(r)).values()]
+        summary = finish_study(study, tracker, table, curves, storage_path)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
@@ -431,20 +490,16 @@ def _trial_id(result: Any) -> str:
 
 
 def trial_table(study: Study, results: Any) -> pd.DataFrame:
-    """One row per trial: trial id, the full config, the outcome keys, the data sizes."""
+    """One row per replica run: run key, Tune trial, the full config, the outcome, the data sizes."""
     rows = []
     for result in results:
-        metrics = result.metrics or {}
-        config = trial_config(study, result.config or {})
-        row: dict[str, Any] = {"trial_id": _trial_id(result)}
-        row.update(config)
-        for key in (*OUTCOME_KEYS, "n_train", "n_total"):
-            row[key] = metrics.get(key)
-        row["failed"] = result.error is not None
-        if result.error is not None:
-            row["stop_reason"] = "failed"
-            row["grokked"] = None
-        rows.append(row)
+        trial_rows = _replica_rows(study, _trial_id(result), result.config or {}, result.metrics or {})
+        for row in trial_rows:
+            row["failed"] = result.error is not None
+            if result.error is not None:
+                row["stop_reason"] = "failed"
+                row["grokked"] = None
+        rows.extend(trial_rows)
     table = pd.DataFrame(rows)
     for key in ("memorization_step", "grokking_step", "grokking_delay"):
         if key in table:

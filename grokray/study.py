@@ -114,7 +114,7 @@ PARAMS: dict[str, Param] = {
     "batch_size": Param(int, 0, low=0, help="0 = full batch"),
     "eval_every": Param(int, 100, low=1),
     "seed": Param(int, 0, low=0, high=2**31 - 1),
-    "replicas": Param(int, 1, low=1, high=1, help="batched replicas (not yet built)"),
+    "replicas": Param(int, 1, low=1, high=4096, help="seed replicas trained as one batch; set by seeds="),
     "device": Param(str, "auto", choices=("auto", "cpu", "cuda")),
     # onset
     "memorize_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
@@ -334,6 +334,8 @@ class Study:
             raise StudyError("space", "must be a dict of config names to search dimensions")
         for key, value in self.config.items():
             self.config[key] = coerce(key, value)
+        if "replicas" in self.config or "replicas" in self.space:
+            raise StudyError("replicas", "is set by Study(seeds=N): each trial trains N seeds as one batch")
         overlap = set(self.config) & set(self.space)
         if overlap:
             name = sorted(overlap)[0]

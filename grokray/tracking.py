@@ -25,7 +25,8 @@ from mlflow.tracking import MlflowClient
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
-TRIAL_TAG = "ray.trial_id"
+TRIAL_TAG = "ray.key"
+RUN_KEY_TAG = "grokray.run_key"  # Tune trial id + replica: the key of one child run
 ROLE_TAG = "grokray.role"
 MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
 
@@ -83,9 +84,9 @@ class StudyTracker:
         """Work under an existing parent run; its child runs are found again by trial id."""
         self.parent_run_id = run_id
         for run in self._children():
-            trial_id = run.data.tags.get(TRIAL_TAG)
-            if trial_id:
-                self._child_runs[trial_id] = run.info.run_id
+            key = run.data.tags.get(RUN_KEY_TAG)
+            if key:
+                self._child_runs[key] = run.info.run_id
 
     def end_study(self, status: str) -> None:
         """End every open child run, then the parent, with ``status`` (FINISHED/FAILED/KILLED)."""
@@ -117,14 +118,16 @@ class StudyTracker:
             max_results=10000,
         )
 
-    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> int:
-        """Open the child run of ``trial_id`` (found again by its tag, else created).
+    def start_trial(
+        self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None
+    ) -> int:
+        """Open the child run ``key`` (found again by its run-key tag, else created).
 
         Returns the last step the run already has metrics for (-1 for a new run), so that a
         restarted trial does not log the same steps twice.
         """
-        if trial_id in self._child_runs:
-            run_id = self._child_runs[trial_id]
+        if key in self._child_runs:
+            run_id = self._child_runs[key]
             self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "val_acc")
             return max((m.step for m in history), default=-1)
@@ -132,31 +135,33 @@ class StudyTracker:
             self.experiment_id,
             tags={
                 "mlflow.parentRunId": self.parent_run_id or "",
-                TRIAL_TAG: trial_id,
+                TRIAL_TAG: key,
+                RUN_KEY_TAG: key,
                 ROLE_TAG: "trial",
                 "mlflow.runName": name,
+                **(tags or {}),
             },
         )
         run_id = run.info.run_id
-        self._child_runs[trial_id] = run_id
+        self._child_runs[key] = run_id
         self.client.log_batch(run_id, params=[Param(k, _clean(v)) for k, v in params.items()])
         return -1
 
     def log_trial_metrics(
-        self, trial_id: str, record: Mapping[str, Any], keys: Iterable[str] = CURVE_KEYS
+        self, key: str, record: Mapping[str, Any], keys: Iterable[str] = CURVE_KEYS
     ) -> None:
         """Queue the curve values of one evaluation record; sent by ``flush``."""
         step, now = int(record["step"]), int(time.time() * 1000)
-        queue = self._pending.setdefault(trial_id, [])
+        queue = self._pending.setdefault(key, [])
         for key in keys:
             value = record.get(key)
             if _finite(value):
                 queue.append(Metric(key, float(value), now, step))
 
-    def flush(self, trial_id: str | None = None) -> None:
-        for tid in [trial_id] if trial_id else list(self._pending):
-            metrics = self._pending.pop(tid, [])
-            run_id = self._child_runs.get(tid)
+    def flush(self, key: str | None = None) -> None:
+        for k in [key] if key else list(self._pending):
+            metrics = self._pending.pop(k, [])
+            run_id = self._child_runs.get(k)
             if run_id is None:
                 continue
             for start in range(0, len(metrics), MAX_BATCH):
@@ -164,17 +169,17 @@ class StudyTracker:
 
     def end_trial(
         self,
-        trial_id: str,
+        key: str,
         outcome: Mapping[str, Any],
         curves: pd.DataFrame | None,
         status: str = "FINISHED",
         error: str | None = None,
     ) -> None:
         """Flush, tag the outcome, attach the curves as Parquet, and end the child run."""
-        run_id = self._child_runs.get(trial_id)
+        run_id = self._child_runs.get(key)
         if run_id is None:
             return
-        self.flush(trial_id)
+        self.flush(key)
         tags = [
             RunTag(k, str(outcome.get(k)))
             for k in (

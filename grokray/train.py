@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,8 +18,11 @@ from torch import nn
 
 from grokray.metrics import OnsetTracker, liu_phase, weight_norm
 from grokray.models import build_model
+from grokray.models.replicas import ReplicaMLP
 from grokray.optim import LangevinNoise, build_optimizer
+from grokray.optim.replicas import ReplicaNoise, ReplicaOptimizer
 from grokray.tasks import make_modular
+from grokray.tasks.modular import all_pairs, split_indices
 
 OnEval = Callable[[dict[str, Any]], bool | None]
 
@@ -155,3 +158,206 @@ def train(config: Mapping[str, Any], on_eval: OnEval | None = None) -> dict[str,
     outcome = outcome_of(onset, last, stop_reason)
     outcome.update(n_train=data.n_train, n_total=data.n_total, history=history)
     return outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Replicas: R networks of one shape trained at once as one batched model
+
+SHARED_KEYS = (
+    "task", "op", "p", "model", "width", "depth", "embed_dim", "encoding", "activation", "bias",
+    "loss", "steps", "eval_every", "batch_size", "optimizer", "beta1", "beta2", "momentum", "device",
+)  # fmt: skip
+
+
+def train_replicas(
+    configs: Sequence[Mapping[str, Any]],
+    on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
+    stop_on_grok: bool = True,
+) -> list[dict[str, Any]]:
+    """Train one network per config at once; return one outcome per config, in order.
+
+    Configs share shapes and the step schedule (``SHARED_KEYS``) and may differ in seed, lr,
+    weight decay, init scale, temperature, training fraction/size and onset thresholds. Each
+    replica keeps its own split (a mask over the shared pair table), onset tracker and outcome;
+    a replica that is done (grokked with ``stop_on_grok``, diverged) is dropped from the batch.
+    ``on_eval`` gets the records of the replicas still training at each evaluation, each with
+    ``replica`` = its index in ``configs``. One config takes the unbatched path, ``train``.
+    """
+    configs = [dict(c) for c in configs]
+    for key in SHARED_KEYS:
+        values = {str(c[key]) for c in configs}
+        if len(values) > 1:
+            raise ValueError(f"{key}: replicas of one trial must share it, got {sorted(values)}")
+    if len(configs) == 1:
+
+        def single(record: dict[str, Any]) -> bool:
+            record["replica"] = 0
+            if on_eval is not None:
+                on_eval([record])
+            return stop_on_grok and bool(record["grokked"])
+
+        outcome = train(configs[0], on_eval=single)
+        outcome["replica"] = 0
+        return [outcome]
+    return _ReplicaRun(configs, on_eval, stop_on_grok).run()
+
+
+class _ReplicaRun:
+    """The state of one batched run; ``run`` is the loop, read top to bottom."""
+
+    def __init__(
+        self,
+        configs: list[dict[str, Any]],
+        on_eval: Callable[[list[dict[str, Any]]], None] | None,
+        stop_on_grok: bool,
+    ) -> None:
+        first = configs[0]
+        self.configs, self.on_eval, self.stop_on_grok = configs, on_eval, stop_on_grok
+        self.device = device = resolve_device(first["device"])
+        self.steps, self.eval_every, self.p = first["steps"], first["eval_every"], first["p"]
+        inputs, labels = all_pairs(first["p"], first["op"])
+        self.n_total = len(labels)
+        self.inputs, self.labels = inputs.to(device), labels.to(device)
+        splits = [
+            split_indices(self.n_total, c["train_fraction"], c["train_size"], c["seed"]) for c in configs
+        ]
+        self.n_train = [len(train) for train, _ in splits]
+        width = max(self.n_train)
+        # per replica: its training indices padded to the longest, and 1/n weights (0 on padding)
+        self.train_index = torch.zeros(len(configs), width, dtype=torch.long)
+        self.train_weight = torch.zeros(len(configs), width)
+        self.train_mask = torch.zeros(len(configs), self.n_total, dtype=torch.bool)
+        for r, (train_idx, _) in enumerate(splits):
+            self.train_index[r, : len(train_idx)] = train_idx
+            self.train_weight[r, : len(train_idx)] = 1.0 / len(train_idx)
+            self.train_mask[r, train_idx] = True
+        self.train_index = self.train_index.to(device)
+        self.train_weight = self.train_weight.to(device)
+        self.train_mask = self.train_mask.to(device)
+        # fixed for the whole run, so that dropping finished replicas changes no arithmetic
+        self.equal_sizes = len(set(self.n_train)) == 1
+
+        models = []
+        for c in configs:
+            torch.manual_seed(c["seed"])
+            models.append(build_model(c))
+        self.model = ReplicaMLP(models).to(device)
+        params = list(self.model.parameters())
+        self.optimizer = ReplicaOptimizer(params, configs)
+        self.noise = ReplicaNoise(params, configs)
+        self.loss_kind = first["loss"]
+        batch_size = first["batch_size"]
+        self.batches = (
+            [_Batches(n, batch_size, c["seed"], device) for n, c in zip(self.n_train, configs, strict=True)]
+            if 0 < batch_size < min(self.n_train) else None
+        )  # fmt: skip
+        self.onsets = [
+            OnsetTracker(c["memorize_threshold"], c["grok_threshold"], c["patience"]) for c in configs
+        ]
+        self.active = list(range(len(configs)))  # original indices of the rows still in the batch
+        self.histories: list[list[dict[str, Any]]] = [[] for _ in configs]
+        self.outcomes: list[dict[str, Any] | None] = [None] * len(configs)
+
+    def _losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-example losses, (R, n): cross-entropy, or MSE to one-hot averaged over classes."""
+        if self.loss_kind == "mse":
+            target = nn.functional.one_hot(labels, self.p).to(logits.dtype)
+            return nn.functional.mse_loss(logits, target, reduction="none").mean(dim=-1)
+        flat = nn.functional.cross_entropy(logits.reshape(-1, self.p), labels.reshape(-1), reduction="none")
+        return flat.view(labels.shape)
+
+    def _train_step(self) -> None:
+        if self.batches is None:
+            index, weight = self.train_index, self.train_weight
+        else:
+            picks = torch.stack([b.next() for b in self.batches])  # type: ignore[misc]
+            index = torch.gather(self.train_index, 1, picks)
+            weight = torch.full(index.shape, 1.0 / index.shape[1], device=self.device)
+        rows = self.inputs[index]  # (R, n, 2)
+        losses = self._losses(self.model(rows), self.labels[index])
+        per_replica = losses.mean(dim=1) if self.equal_sizes and self.batches is None else (
+            losses * weight).sum(dim=1)  # fmt: skip
+        self.optimizer.zero_grad()
+        per_replica.sum().backward()
+        self.optimizer.step()
+        self.noise()
+
+    @torch.no_grad()
+    def _evaluate(self, step: int, started: float) -> list[dict[str, Any]]:
+        replicas = len(self.active)
+        logits = self.model(self.inputs.expand(replicas, -1, -1))
+        labels = self.labels.expand(replicas, -1)
+        losses = self._losses(logits, labels)
+        correct = (logits.argmax(dim=-1) == labels).to(losses.dtype)
+        train_mask = self.train_mask.to(losses.dtype)
+        val_mask = 1.0 - train_mask
+        n_train, n_val = train_mask.sum(dim=1), val_mask.sum(dim=1)
+        norms = torch.sqrt(
+            sum(p.detach().double().pow(2).flatten(1).sum(dim=1) for p in self.model.parameters())
+        )
+        table = torch.stack([
+            (losses * train_mask).sum(dim=1) / n_train, (correct * train_mask).sum(dim=1) / n_train,
+            (losses * val_mask).sum(dim=1) / n_val, (correct * val_mask).sum(dim=1) / n_val,
+            norms.to(losses.dtype),
+        ]).T.tolist()  # one device sync per evaluation  # fmt: skip
+        elapsed = time.perf_counter() - started
+        records = []
+        for row, (train_loss, train_acc, val_loss, val_acc, norm) in zip(self.active, table, strict=True):
+            onset = self.onsets[row]
+            onset.update(step, train_acc, val_acc)
+            record: dict[str, Any] = {
+                "step": step, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                "val_acc": val_acc, "weight_norm": norm, "elapsed_s": elapsed,
+            }  # fmt: skip
+            diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
+            if diverged:
+                reason = "diverged"
+            elif onset.grokked and self.stop_on_grok:
+                reason = "grokked"
+            elif step == self.steps:
+                reason = "budget"
+            else:
+                reason = "running"
+            record.update(outcome_of(onset, record, reason))
+            record.update(n_train=self.n_train[row], n_total=self.n_total, replica=row)
+            self.histories[row].append(record)
+            records.append(record)
+        return records
+
+    def _drop_finished(self, records: list[dict[str, Any]]) -> None:
+        finished = {r["replica"] for r in records if r["stop_reason"] != "running"}
+        for record in records:
+            if record["replica"] in finished:
+                row = record["replica"]
+                outcome = outcome_of(self.onsets[row], record, record["stop_reason"])
+                outcome.update(n_train=self.n_train[row], n_total=self.n_total, replica=row,
+                               history=self.histories[row])  # fmt: skip
+                self.outcomes[row] = outcome
+        if not finished or len(finished) == len(self.active):
+            self.active = [row for row in self.active if row not in finished]
+            return
+        keep = torch.tensor(
+            [i for i, row in enumerate(self.active) if row not in finished], device=self.device
+        )
+        self.active = [row for row in self.active if row not in finished]
+        self.model.keep(keep)
+        params = list(self.model.parameters())
+        self.optimizer.keep(keep, params)
+        self.noise.keep(keep, params)
+        self.train_index, self.train_weight = self.train_index[keep], self.train_weight[keep]
+        self.train_mask = self.train_mask[keep]
+        if self.batches is not None:
+            self.batches = [self.batches[i] for i in keep.tolist()]
+
+    def run(self) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        for step in range(self.steps + 1):
+            if step % self.eval_every == 0 or step == self.steps:
+                records = self._evaluate(step, started)
+                if self.on_eval is not None:
+                    self.on_eval(records)
+                self._drop_finished(records)
+                if not self.active:
+                    break
+            self._train_step()
+        return [outcome for outcome in self.outcomes if outcome is not None]

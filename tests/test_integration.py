@@ -23,6 +23,8 @@ def smoke(tmp_path_factory):
         "--quick",
         "--set",
         "train_fraction=0.2,0.5,0.8",
+        "--set",
+        "seeds=2",
         cwd=workdir,
         env=env,
         timeout=300,
@@ -33,7 +35,7 @@ def smoke(tmp_path_factory):
 
 def test_run_prints_progress_and_the_estimate(smoke):
     _, _, result = smoke
-    assert "3/3 done" in result.stdout
+    assert "6/6 done" in result.stdout
     assert "critical fraction [95% CI]" in result.stdout
     assert "Configuration for experiment" not in result.stdout  # Ray's tables are replaced
 
@@ -47,22 +49,25 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("grokray.role") == "study"]
     children = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
-    assert len(parents) == 1 and len(children) == 3
+    assert len(parents) == 1 and len(children) == 6  # 3 trials x 2 seed replicas
     parent = parents[0]
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert len({c.data.tags["ray.trial_id"] for c in children}) == 3
-    fractions = sorted(float(c.data.params["train_fraction"]) for c in children)
-    assert fractions == [0.2, 0.5, 0.8]
+    assert len({c.data.tags["grokray.run_key"] for c in children}) == 6
+    pairs = sorted((float(c.data.params["train_fraction"]), int(c.data.params["seed"])) for c in children)
+    assert pairs == [(f, s) for f in (0.2, 0.5, 0.8) for s in (0, 1)]
     for child in children:
         params = child.data.params
-        assert params["p"] == "31" and params["seed"] == "0" and params["steps"] == "1500"
+        assert params["p"] == "31" and params["steps"] == "1500" and params["replicas"] == "2"
         assert {"grokked", "phase", "stop_reason", "grokking_step"} <= set(child.data.tags)
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert len(history) >= 3 and history[0].step == 0
         assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["curves.parquet"]
     # the easy split groks and stops early; the hardest does not
-    by_fraction = {float(c.data.params["train_fraction"]): c for c in children}
+    by_fraction = {
+        float(c.data.params["train_fraction"]): c for c in children if c.data.params["seed"] == "0"
+    }
     assert by_fraction[0.8].data.tags["grokked"] == "True"
     assert by_fraction[0.8].data.tags["stop_reason"] == "grokked"
     assert by_fraction[0.2].data.tags["grokked"] == "False"
@@ -70,7 +75,7 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.parquet", "estimate.json", "val_acc_vs_step.png", "p_grok_vs_fraction.png"} <= artifacts
     table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(workdir)))
-    assert len(table) == 3 and {"train_fraction", "grokked", "grokking_step", "n_train", "n_total"} <= set(
+    assert len(table) == 6 and {"train_fraction", "grokked", "grokking_step", "n_train", "n_total"} <= set(
         table
     )
     png = Path(client.download_artifacts(parent.info.run_id, "p_grok_vs_fraction.png", str(workdir)))
@@ -93,7 +98,7 @@ def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
         "n_trials",
         "budget_steps",
     } <= set(estimate)
-    assert estimate["n_trials"] == 3 and estimate["budget_steps"] == 1500
+    assert estimate["n_trials"] == 6 and estimate["budget_steps"] == 1500
     assert 0.2 <= estimate["critical_fraction"] <= 0.8
     missing = cli("report", "no-such-study", cwd=workdir, env=env, timeout=120)
     assert missing.returncode == 2 and "no study named" in missing.stderr

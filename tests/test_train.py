@@ -121,3 +121,66 @@ def test_divergence_is_detected():
 def test_minibatch_and_onehot_and_mse_paths_run():
     outcome = train(config(batch_size=16, encoding="onehot", loss="mse"))
     assert outcome["steps_run"] == 60 and math.isfinite(outcome["final_train_loss"])
+
+
+# ---- replicas: R networks as one batched model ----------------------------------------------
+
+from grokray.train import train_replicas  # noqa: E402
+
+
+def _curve(outcome, key="val_loss"):
+    return [r[key] for r in outcome["history"]]
+
+
+def test_one_replica_is_the_unbatched_path_bit_for_bit():
+    c = config(seed=2)
+    [batched] = train_replicas([c], stop_on_grok=False)
+    assert _curve(batched) == _curve(train(c))
+    assert batched["replica"] == 0
+
+
+def test_replicas_with_different_hyperparameters_match_their_single_runs():
+    configs = [
+        config(seed=0),
+        config(seed=1, lr=3e-3),
+        config(seed=2, weight_decay=0.1, train_fraction=0.3),  # another training-set size
+        config(seed=3, init_scale=2.0, temperature=1e-4),
+        config(seed=4, optimizer="adamw", weight_decay=0.0),
+    ]
+    batched = train_replicas(configs, stop_on_grok=False)
+    assert [b["replica"] for b in batched] == list(range(5))
+    for c, b in zip(configs, batched, strict=True):
+        single = train(c)
+        assert b["n_train"] == single["n_train"]
+        assert _curve(b) == pytest.approx(_curve(single), rel=1e-4, abs=1e-5)
+        assert _curve(b, "weight_norm") == pytest.approx(_curve(single, "weight_norm"), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_replica_optimizers_match_torch(name):
+    configs = [config(seed=0, optimizer=name, weight_decay=0.01), config(seed=1, optimizer=name, lr=5e-3)]
+    for c, b in zip(configs, train_replicas(configs, stop_on_grok=False), strict=True):
+        assert _curve(b) == pytest.approx(_curve(train(c)), rel=1e-4, abs=1e-5)
+
+
+def test_finished_replicas_leave_the_batch_without_disturbing_the_others():
+    easy = config(p=31, width=128, embed_dim=32, train_fraction=0.8, steps=1500, eval_every=50, seed=0)
+    hard = {**easy, "train_fraction": 0.2, "seed": 1}
+    seen: list[set[int]] = []
+    outcomes = train_replicas([easy, hard], on_eval=lambda rs: seen.append({r["replica"] for r in rs}))
+    grokked, memorized = outcomes
+    assert grokked["grokked"] and grokked["stop_reason"] == "grokked" and grokked["steps_run"] < 1500
+    assert (
+        not memorized["grokked"] and memorized["stop_reason"] == "budget" and memorized["steps_run"] == 1500
+    )
+    assert seen[0] == {0, 1} and seen[-1] == {1}  # the grokked replica stopped costing work
+    # dropping replica 0 changes nothing for replica 1: same curve as a run that keeps both
+    kept = train_replicas([easy, hard], stop_on_grok=False)[1]
+    assert _curve(memorized) == pytest.approx(_curve(kept), rel=1e-6)
+    # and it starts as its solo run (later, float rounding is amplified by training dynamics)
+    assert _curve(memorized)[:4] == pytest.approx(_curve(train(hard))[:4], rel=1e-4)
+
+
+def test_replicas_must_share_shapes():
+    with pytest.raises(ValueError, match="width"):
+        train_replicas([config(width=32), config(width=64)])

@@ -73,13 +73,20 @@ def n_train_for(n_total: int, train_fraction: float, train_size: int) -> int:
     return max(1, min(n, n_total - 1))
 
 
+def split_indices(
+    n_total: int, train_fraction: float, train_size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and val indices into the pair table: a permutation seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n_total, generator=generator)
+    n_train = n_train_for(n_total, train_fraction, train_size)
+    return order[:n_train], order[n_train:]
+
+
 def make_modular(p: int, op: str, train_fraction: float, train_size: int, seed: int) -> ModularData:
     """All pairs split into train/val by a permutation seeded with ``seed``."""
     if op not in BINARY_OPS:
         raise ValueError(f"op: got {op!r}; allowed: {', '.join(BINARY_OPS)}")
     inputs, labels = all_pairs(p, op)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    n_train = n_train_for(len(labels), train_fraction, train_size)
-    train, val = order[:n_train], order[n_train:]
+    train, val = split_indices(len(labels), train_fraction, train_size, seed)
     return ModularData(p, op, inputs[train], labels[train], inputs[val], labels[val])

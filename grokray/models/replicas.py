@@ -1,0 +1,69 @@
+"""R networks of one shape as one module: parameters stacked on a leading replica axis.
+
+Built from R ordinary ``MLP`` modules (each initialized with its own seed and ``init_scale``), so
+replica r starts exactly where the unbatched network of the same config starts. Weights keep
+``nn.Linear``'s (out, in) layout, so per-replica Langevin noise can be drawn in the same order and
+shape as the unbatched path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grokray.models.mlp import ACTIVATIONS, MLP
+
+
+class ReplicaMLP(nn.Module):
+    """Forward of R MLPs at once: inputs (R, n, 2) operand indices → logits (R, n, p)."""
+
+    def __init__(self, models: list[MLP]) -> None:
+        super().__init__()
+        first = models[0]
+        self.p, self.encoding = first.p, first.encoding
+        self.activation = next(
+            (m for m in first.hidden if not isinstance(m, nn.Linear)), ACTIVATIONS["relu"]()
+        )
+        self.names: list[str] = []
+        for name, _ in first.named_parameters():
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+            key = name.replace(".", "_")
+            self.register_parameter(key, nn.Parameter(stacked.clone()))
+            self.names.append(key)
+        self.linears = [
+            (f"hidden_{i}_weight", f"hidden_{i}_bias")
+            for i, module in enumerate(first.hidden)
+            if isinstance(module, nn.Linear)
+        ] + [("head_weight", "head_bias")]
+
+    @property
+    def replicas(self) -> int:
+        return getattr(self, self.names[0]).shape[0]
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        a, b = pairs[..., 0], pairs[..., 1]
+        if self.encoding == "embed":
+            rows = torch.arange(self.replicas, device=pairs.device).unsqueeze(1)
+            x = torch.cat([self.embed_a_weight[rows, a], self.embed_b_weight[rows, b]], dim=-1)
+        else:
+            x = torch.cat([nn.functional.one_hot(a, self.p), nn.functional.one_hot(b, self.p)], dim=-1).to(
+                self.head_weight.dtype
+            )
+        for i, (weight_name, bias_name) in enumerate(self.linears):
+            weight = getattr(self, weight_name)
+            bias = getattr(self, bias_name, None)
+            if bias is not None:
+                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            else:
+                x = torch.bmm(x, weight.transpose(1, 2))
+            if i < len(self.linears) - 1:
+                x = self.activation(x)
+        return x
+
+    @torch.no_grad()
+    def keep(self, index: torch.Tensor) -> None:
+        """Drop every replica not in ``index`` (finished ones stop costing compute)."""
+        for name in self.names:
+            parameter = getattr(self, name)
+            parameter.data = parameter.data[index].contiguous()
+            parameter.grad = None

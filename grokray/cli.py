@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _trial(study: Any, args: argparse.Namespace) -> int:
     import torch
 
-    from grokray.train import train
+    from grokray.train import train_replicas
 
     # the thread count of a Tune trial, so that the numerics (and the outcome) are the same
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
@@ -110,7 +110,7 @@ def _trial(study: Any, args: argparse.Namespace) -> int:
     }
     print("grokray trial: " + " ".join(f"{k}={v}" for k, v in shown.items()), file=sys.stderr)
 
-    def on_eval(record: dict[str, Any]) -> bool:
+    def on_eval(record: dict[str, Any]) -> None:
         print(
             f"  step {record['step']:>7}  train_acc {record['train_acc']:.3f}"
             f"  val_acc {record['val_acc']:.3f}  train_loss {record['train_loss']:.3g}"
@@ -118,9 +118,12 @@ def _trial(study: Any, args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        return bool(record["grokked"]) and not args.no_stop
 
-    outcome = train(config, on_eval=on_eval)
+    # the path a Tune trial of this study takes: batched when it trains several seed replicas
+    batched = study.seeds > 1 and "seed" not in study.space
+    [outcome] = train_replicas(
+        [config], on_eval=lambda records: on_eval(records[0]), stop_on_grok=not args.no_stop, batched=batched
+    )
     result = {k: outcome[k] for k in OUTCOME_KEYS}
     result.update(n_train=outcome["n_train"], n_total=outcome["n_total"], config=config)
     if args.json:

@@ -173,6 +173,7 @@ def train_replicas(
     configs: Sequence[Mapping[str, Any]],
     on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
     stop_on_grok: bool = True,
+    batched: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Train one network per config at once; return one outcome per config, in order.
 
@@ -181,14 +182,16 @@ def train_replicas(
     replica keeps its own split (a mask over the shared pair table), onset tracker and outcome;
     a replica that is done (grokked with ``stop_on_grok``, diverged) is dropped from the batch.
     ``on_eval`` gets the records of the replicas still training at each evaluation, each with
-    ``replica`` = its index in ``configs``. One config takes the unbatched path, ``train``.
+    ``replica`` = its index in ``configs``. One config takes the unbatched path, ``train``,
+    unless ``batched`` (how ``grokray trial`` reproduces one replica of a batched trial exactly:
+    each replica's arithmetic does not depend on the others in the batch).
     """
     configs = [dict(c) for c in configs]
     for key in SHARED_KEYS:
         values = {str(c[key]) for c in configs}
         if len(values) > 1:
             raise ValueError(f"{key}: replicas of one trial must share it, got {sorted(values)}")
-    if len(configs) == 1:
+    if len(configs) == 1 and not batched:
 
         def single(record: dict[str, Any]) -> bool:
             record["replica"] = 0

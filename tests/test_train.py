@@ -184,3 +184,11 @@ def test_finished_replicas_leave_the_batch_without_disturbing_the_others():
 def test_replicas_must_share_shapes():
     with pytest.raises(ValueError, match="width"):
         train_replicas([config(width=32), config(width=64)])
+
+
+def test_a_replica_reproduces_alone_on_the_batched_path():
+    """How `grokray trial` reproduces replica 1 of a batched trial: the same arithmetic, alone."""
+    configs = [config(seed=0), config(seed=1, lr=3e-3)]
+    in_batch = train_replicas(configs, stop_on_grok=False)[1]
+    [alone] = train_replicas([configs[1]], stop_on_grok=False, batched=True)
+    assert _curve(in_batch) == _curve(alone)

@@ -51,6 +51,8 @@ class DefineByRun:
 def make_sampler(study: Study, seed: int = 0) -> Any:
     import optuna
 
+    if not study.space:  # nothing searched: seeds only (Optuna's grid sampler needs a grid)
+        return optuna.samplers.RandomSampler(seed=seed)
     if study.sampler == "grid":
         return optuna.samplers.GridSampler(
             {name: list(dim.grid_values() or ()) for name, dim in study.space.items()}, seed=seed

@@ -168,7 +168,8 @@ def grokray_replicas_rate(config: dict[str, Any], steps: int, replicas: int) -> 
     warmup = config["eval_every"]
     configs = [{**config, "seed": config["seed"] + i, "steps": warmup + steps} for i in range(replicas)]
     clock = EvalClock()
-    outcomes = grokray.train.train_replicas(configs, stop_on_grok=False, on_eval=clock)
+    # batched=True: the engine a Tune trial runs, also for R=1 (``train`` is the unbatched row)
+    outcomes = grokray.train.train_replicas(configs, stop_on_grok=False, on_eval=clock, batched=True)
     if len(outcomes) != replicas:
         raise RuntimeError(f"train_replicas returned {len(outcomes)} outcomes for {replicas} configs")
     _check_steps_run(outcomes, warmup + steps)

@@ -119,10 +119,10 @@ def _trial(study: Any, args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    # the path a Tune trial of this study takes: batched when it trains several seed replicas
-    batched = study.seeds > 1 and "seed" not in study.space
+    # the batched engine a Tune trial runs: a replica's arithmetic does not depend on the others,
+    # so this reproduces the outcome of that seed's replica exactly
     [outcome] = train_replicas(
-        [config], on_eval=lambda records: on_eval(records[0]), stop_on_grok=not args.no_stop, batched=batched
+        [config], on_eval=lambda records: on_eval(records[0]), stop_on_grok=not args.no_stop, batched=True
     )
     result = {k: outcome[k] for k in OUTCOME_KEYS}
     result.update(n_train=outcome["n_train"], n_total=outcome["n_total"], config=config)

@@ -129,24 +129,42 @@ def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, A
     return result
 
 
+CHECKPOINT_SECONDS = float(os.environ.get("GROKRAY_CHECKPOINT_SECONDS", "30"))
+
+
 def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) -> None:
-    """The Tune trainable: train the trial's seed replicas as one batch, report every evaluation."""
+    """The Tune trainable: train the trial's seed replicas as one batch, report every evaluation.
+
+    A checkpoint (the whole run state) goes with a report every ``CHECKPOINT_SECONDS`` and at the
+    end, so a retried (``FailureConfig``) or resumed trial continues where it left off.
+    """
     import torch
     from ray import tune
 
-    from grokray.train import train_replicas
+    from grokray.train import ReplicaRun
 
     configs = replica_configs(study, sampled)
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
-    latest: dict[int, dict[str, Any]] = {}
+    run = ReplicaRun(configs, None, stop_on_grok=early_stop)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            run.load_state_dict(torch.load(Path(directory) / "state.pt", weights_only=False))
+    last_saved = time.monotonic()
 
     def on_eval(records: list[dict[str, Any]]) -> None:
-        for record in records:
-            latest[record["replica"]] = record
-        if len(latest) == len(configs):
-            tune.report(trial_result(latest, configs[0]))
+        nonlocal last_saved
+        result = trial_result(run.latest_records(), configs[0])
+        if time.monotonic() - last_saved < CHECKPOINT_SECONDS and run.active:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(run.state_dict(), Path(directory) / "state.pt")
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
+        last_saved = time.monotonic()
 
-    train_replicas(configs, on_eval=on_eval, stop_on_grok=early_stop)
+    run.on_eval = on_eval
+    run.run()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -202,10 +202,10 @@ def train_replicas(
         outcome = train(configs[0], on_eval=single)
         outcome["replica"] = 0
         return [outcome]
-    return _ReplicaRun(configs, on_eval, stop_on_grok).run()
+    return ReplicaRun(configs, on_eval, stop_on_grok).run()
 
 
-class _ReplicaRun:
+class ReplicaRun:
     """The state of one batched run; ``run`` is the loop, read top to bottom."""
 
     def __init__(
@@ -258,6 +258,7 @@ class _ReplicaRun:
             OnsetTracker(c["memorize_threshold"], c["grok_threshold"], c["patience"]) for c in configs
         ]
         self.active = list(range(len(configs)))  # original indices of the rows still in the batch
+        self.step, self.elapsed, self.resumed = 0, 0.0, False
         self.histories: list[list[dict[str, Any]]] = [[] for _ in configs]
         self.outcomes: list[dict[str, Any] | None] = [None] * len(configs)
 
@@ -353,14 +354,96 @@ class _ReplicaRun:
             self.batches = [self.batches[i] for i in keep.tolist()]
 
     def run(self) -> list[dict[str, Any]]:
-        started = time.perf_counter()
-        for step in range(self.steps + 1):
-            if step % self.eval_every == 0 or step == self.steps:
+        """Train until every replica is done; return the outcomes in config order.
+
+        ``on_eval`` runs after each evaluation, once finished replicas have left the batch: the
+        moment at which ``state_dict`` is a consistent checkpoint to resume from.
+        """
+        started = time.perf_counter() - self.elapsed
+        step, resumed = self.step, self.resumed
+        while True:
+            if not resumed and (step % self.eval_every == 0 or step == self.steps):
                 records = self._evaluate(step, started)
+                self._drop_finished(records)
+                self.step, self.elapsed = step, time.perf_counter() - started
                 if self.on_eval is not None:
                     self.on_eval(records)
-                self._drop_finished(records)
                 if not self.active:
                     break
+            resumed = False
             self._train_step()
+            step += 1
         return [outcome for outcome in self.outcomes if outcome is not None]
+
+    def latest_records(self) -> dict[int, dict[str, Any]]:
+        """Each replica's newest evaluation record (also those already done), by replica index."""
+        return {row: history[-1] for row, history in enumerate(self.histories) if history}
+
+    # -- checkpoints: everything needed to continue bit for bit ---------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """A checkpoint taken in ``on_eval``: resuming from it continues after that evaluation."""
+        optimizer = self.optimizer
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "active": list(self.active),
+            "params": {name: getattr(self.model, name).detach().clone() for name in self.model.names},
+            "optimizer": {
+                "state": [{k: v.clone() for k, v in st.items()} for st in optimizer.state],
+                "step_count": optimizer.step_count,
+                "lr": list(optimizer.lr),
+                "weight_decay": list(optimizer.weight_decay),
+            },
+            "noise": {
+                "scales": list(self.noise.scales),
+                "generators": [g.get_state() if g is not None else None for g in self.noise.generators],
+            },
+            "batches": None
+            if self.batches is None
+            else [(b.generator.get_state(), b.order.clone(), b.position) for b in self.batches],
+            "train_index": self.train_index.clone(),
+            "train_weight": self.train_weight.clone(),
+            "train_mask": self.train_mask.clone(),
+            "onsets": [onset.state_dict() for onset in self.onsets],
+            "histories": self.histories,
+            "outcomes": self.outcomes,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state_dict()`` of a run of the same configs."""
+        device = self.device
+        self.step, self.elapsed, self.resumed = state["step"], state["elapsed"], True
+        self.active = list(state["active"])
+        for name, value in state["params"].items():
+            getattr(self.model, name).data = value.to(device)
+        params = list(self.model.parameters())
+        self.optimizer.params = params
+        self.optimizer.state = [
+            {k: v.to(device) for k, v in st.items()} for st in state["optimizer"]["state"]
+        ]
+        self.optimizer.step_count = state["optimizer"]["step_count"]
+        self.optimizer.lr = list(state["optimizer"]["lr"])
+        self.optimizer.weight_decay = list(state["optimizer"]["weight_decay"])
+        self.noise.params, self.noise.scales = params, list(state["noise"]["scales"])
+        self.noise.generators = [
+            _generator(g, device) if g is not None else None for g in state["noise"]["generators"]
+        ]
+        if state["batches"] is not None and self.batches is not None:
+            kept = [self.batches[row] for row in self.active]
+            for batches, (generator, order, position) in zip(kept, state["batches"], strict=True):
+                batches.generator.set_state(generator)
+                batches.order, batches.position = order.to(device), position
+            self.batches = kept
+        self.train_index = state["train_index"].to(device)
+        self.train_weight = state["train_weight"].to(device)
+        self.train_mask = state["train_mask"].to(device)
+        for onset, onset_state in zip(self.onsets, state["onsets"], strict=True):
+            onset.load_state_dict(onset_state)
+        self.histories, self.outcomes = state["histories"], state["outcomes"]
+
+
+def _generator(state: torch.Tensor, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.set_state(state)
+    return generator

@@ -119,6 +119,7 @@ def test_sigterm_mid_study_then_resume_loses_nothing(tmp_path):
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "GROKRAY_CHECKPOINT_SECONDS": "0",  # a checkpoint with every report
     }
     args = [
         sys.executable,
@@ -168,3 +169,9 @@ def test_sigterm_mid_study_then_resume_loses_nothing(tmp_path):
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")]
         assert len(steps) == len(set(steps)) and steps
+    # in-flight trials continued from their checkpoints: no trial trained a step twice
+    import json
+
+    for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
+        steps = [json.loads(line)["step"] for line in result_file.read_text().splitlines() if line.strip()]
+        assert steps == sorted(set(steps)), (result_file.parent.name, steps)

@@ -192,3 +192,53 @@ def test_a_replica_reproduces_alone_on_the_batched_path():
     in_batch = train_replicas(configs, stop_on_grok=False)[1]
     [alone] = train_replicas([configs[1]], stop_on_grok=False, batched=True)
     assert _curve(in_batch) == _curve(alone)
+
+
+def test_checkpoint_resume_continues_bit_for_bit():
+    """Stop a batched run at an evaluation (after one replica has left the batch), restore its
+    state into a fresh run, and the rest of the run is the uninterrupted run exactly: weights,
+    optimizer moments, noise and minibatch generators, onset trackers, histories."""
+    from grokray.train import ReplicaRun
+
+    easy = config(
+        p=31,
+        width=64,
+        embed_dim=16,
+        train_fraction=0.8,
+        steps=1200,
+        eval_every=50,
+        seed=0,
+        temperature=1e-6,
+        batch_size=200,
+    )
+    configs = [easy, {**easy, "train_fraction": 0.3, "seed": 1}, {**easy, "seed": 2, "lr": 3e-3}]
+    reference = ReplicaRun(configs, None, stop_on_grok=True).run()
+    assert reference[0]["stop_reason"] == "grokked" and reference[1]["stop_reason"] == "budget"
+
+    class Interrupt(Exception):
+        pass
+
+    saved = {}
+    interrupted = ReplicaRun(configs, None, stop_on_grok=True)
+
+    def on_eval(records):
+        if len(interrupted.active) < 3 and interrupted.step >= 900:
+            saved["state"] = interrupted.state_dict()
+            raise Interrupt
+
+    interrupted.on_eval = on_eval
+    with pytest.raises(Interrupt):
+        interrupted.run()
+    resumed = ReplicaRun(configs, None, stop_on_grok=True)
+    resumed.load_state_dict(saved["state"])
+    outcomes = resumed.run()
+    assert [o["replica"] for o in outcomes] == [0, 1, 2]
+
+    def timeless(history):
+        return [{k: v for k, v in record.items() if k != "elapsed_s"} for record in history]
+
+    for got, want in zip(outcomes, reference, strict=True):
+        assert timeless(got["history"]) == timeless(want["history"])
+        assert {k: got[k] for k in ("grokking_step", "steps_run", "stop_reason")} == {
+            k: want[k] for k in ("grokking_step", "steps_run", "stop_reason")
+        }

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +163,31 @@ def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) ->
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
         last_saved = time.monotonic()
 
-    run.on_eval = on_eval
+    run.on_eval = _with_fault_injection(on_eval, run)
     run.run()
+
+
+def _with_fault_injection(
+    on_eval: Callable[[list[dict[str, Any]]], None], run: Any
+) -> Callable[[list[dict[str, Any]]], None]:
+    """``GROKRAY_INJECT_FAULT=raise-once@STEP`` (or ``raise-always@STEP``) makes a trial raise at its
+    first evaluation at or past STEP: once per trial, or on every attempt. For fault drills
+    (retries from checkpoints, failed trials recorded while the study goes on), never set in use."""
+    spec = os.environ.get("GROKRAY_INJECT_FAULT", "")
+    if not spec:
+        return on_eval
+    mode, _, at = spec.partition("@")
+    from ray import tune
+
+    marker = Path(tune.get_context().get_trial_dir()) / "injected_fault"
+
+    def faulty(records: list[dict[str, Any]]) -> None:
+        on_eval(records)
+        if run.step >= int(at) and run.active and (mode == "raise-always" or not marker.exists()):
+            marker.touch()
+            raise RuntimeError(f"injected fault at step {run.step} ({spec})")
+
+    return faulty
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +259,8 @@ class MLflowCallback(Callback):
             key = run_key(trial.trial_id, replica)
             record = replicas.get(str(replica), {})
             outcome = {k: record.get(k) for k in OUTCOME_KEYS}
+            if status == "FAILED":
+                outcome["stop_reason"] = "failed"
             frame = curves.get(key) if curves else None
             self.tracker.end_trial(key, outcome, frame, status, error)
 
@@ -243,8 +268,11 @@ class MLflowCallback(Callback):
         self._end(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = getattr(trial, "error_file", None)
-        self._end(trial, "FAILED", f"trial failed; see {error}" if error else "trial failed")
+        trace = trial.get_error() or ""
+        lines = [line for line in str(trace).splitlines() if line.strip()]
+        self._end(
+            trial, "FAILED", (lines[-1] if lines else "trial failed") + " (trace: the trial's error.txt)"
+        )
 
 
 def _replica_rows(

@@ -175,3 +175,57 @@ def test_sigterm_mid_study_then_resume_loses_nothing(tmp_path):
     for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
         steps = [json.loads(line)["step"] for line in result_file.read_text().splitlines() if line.strip()]
         assert steps == sorted(set(steps)), (result_file.parent.name, steps)
+
+
+def _run_with_fault(tmp_path, fault, *extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "GROKRAY_CHECKPOINT_SECONDS": "0",
+        "GROKRAY_INJECT_FAULT": fault,
+    }
+    args = [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick", *extra]
+    return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _trial_runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("critical-size")
+    return client.search_runs([experiment.experiment_id])
+
+
+def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
+    result = _run_with_fault(tmp_path, "raise-once@300")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    runs = _trial_runs(tmp_path)
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
+        assert (result_file.parent / "injected_fault").exists()  # the fault did fire in every trial
+        steps = [json.loads(line)["step"] for line in result_file.read_text().splitlines() if line.strip()]
+        assert steps == sorted(set(steps)) and steps[-1] > 300  # continued, not restarted
+
+
+def test_a_trial_that_keeps_failing_is_recorded_and_the_study_goes_on(tmp_path):
+    # the 0.2 trial trains to its 1500-step budget and meets the fault at 1000 on every attempt;
+    # the 0.8 trial groks before that and finishes
+    result = _run_with_fault(tmp_path, "raise-always@1000", "--set", "max_failures=1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    runs = _trial_runs(tmp_path)
+    by_role = {}
+    for run in runs:
+        by_role.setdefault(run.data.tags.get("grokray.role"), []).append(run)
+    assert [r.info.status for r in by_role["study"]] == ["FINISHED"]
+    trials = {float(r.data.params["train_fraction"]): r for r in by_role["trial"]}
+    assert trials[0.8].info.status == "FINISHED" and trials[0.8].data.tags["grokked"] == "True"
+    assert trials[0.2].info.status == "FAILED" and trials[0.2].data.tags["stop_reason"] == "failed"
+    assert "injected fault at step 1000" in trials[0.2].data.tags["error"]
+    table = pd.read_parquet(tmp_path / "results" / "critical-size" / "trials.parquet")
+    assert table.set_index("train_fraction")["failed"].to_dict() == {0.2: True, 0.8: False}
+    assert "1 failed" in result.stdout

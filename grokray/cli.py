@@ -138,6 +138,12 @@ def _run(study: Any, args: argparse.Namespace) -> int:
     import os
 
     from grokray.runner import run_study
+    from grokray.tracking import check_reachable
+
+    try:
+        check_reachable()
+    except ConnectionError as err:
+        raise StudyError("MLFLOW_TRACKING_URI", f"{err}; start the server or unset the variable") from None
 
     storage = args.storage or os.environ.get("GROKRAY_STORAGE") or "results"
     print(

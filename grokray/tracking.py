@@ -224,6 +224,24 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
+    """Fail fast (``ConnectionError``) when an HTTP tracking server does not answer ``/health``,
+    instead of MLflow's minutes of retries; file and database URIs are left to MLflow."""
+    import urllib.error
+    import urllib.request
+
+    uri = uri or tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status != 200:
+                raise ConnectionError(f"{uri}/health answered HTTP {response.status}")
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConnectionError(f"no MLflow tracking server answers at {uri} ({reason})") from None
+
+
 def jsonable(value: Any) -> Any:
     """Strict JSON values: NaN/inf (an estimate that is not identifiable) become null."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -46,3 +46,26 @@ def test_trial_json_reproduces_a_config(cli):
     assert outcome["config"]["train_fraction"] == 0.8 and outcome["config"]["seed"] == 1
     assert {"memorization_step", "grokking_step", "grokked", "phase", "stop_reason"} <= set(outcome)
     assert "step" in first.stderr  # progress is shown on stderr
+
+
+def test_unreachable_tracking_server_fails_fast_with_one_line(cli, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    result = cli(
+        "run",
+        str(ROOT / STUDY),
+        "--quick",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert time.monotonic() - started < 15
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("grokray: error: MLFLOW_TRACKING_URI: no MLflow tracking server answers")
+    assert list(tmp_path.iterdir()) == []

@@ -130,6 +130,7 @@ def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, A
 
 
 CHECKPOINT_SECONDS = float(os.environ.get("GROKRAY_CHECKPOINT_SECONDS", "30"))
+TRACKING_OUTAGE_SECONDS = float(os.environ.get("GROKRAY_TRACKING_OUTAGE_SECONDS", "600"))
 
 
 def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) -> None:
@@ -204,6 +205,29 @@ class GrokStopper(Stopper):
         return False
 
 
+def retry_tracking(study_name: str, call: Callable[..., Any], *args: Any) -> Any:
+    """Call the tracking server until it answers. An outage (up to ``TRACKING_OUTAGE_SECONDS``)
+    pauses the driver's bookkeeping while the trials go on training; queued metrics stay queued
+    until the server has taken them, so nothing is lost."""
+    deadline, delay, warned = time.monotonic() + TRACKING_OUTAGE_SECONDS, 1.0, False
+    while True:
+        try:
+            result = call(*args)
+        except Exception as err:
+            if time.monotonic() > deadline:
+                raise
+            if not warned:
+                print(f"[{study_name}] tracking server unreachable ({type(err).__name__}); "
+                      "keeping results and retrying", file=sys.stderr, flush=True)  # fmt: skip
+                warned = True
+            time.sleep(delay)
+            delay = min(2 * delay, 10.0)
+            continue
+        if warned:
+            print(f"[{study_name}] tracking server back; nothing lost", file=sys.stderr, flush=True)
+        return result
+
+
 class MLflowCallback(Callback):
     """A child run per replica of each trial under the study's parent run, metrics by ``log_batch``.
 
@@ -231,15 +255,18 @@ class MLflowCallback(Callback):
     def setup(self, **info: Any) -> None:
         from grokray.tracking import StudyTracker
 
-        self.tracker = StudyTracker(self.study.name, self.tracking_uri)
-        self.tracker.attach(self.parent_run_id)
+        self.tracker = self._retry(StudyTracker, self.study.name, self.tracking_uri)
+        self._retry(self.tracker.attach, self.parent_run_id)
+
+    def _retry(self, call: Callable[..., Any], *args: Any) -> Any:
+        return retry_tracking(self.study.name, call, *args)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for replica, config in enumerate(replica_configs(self.study, trial.config)):
             key = run_key(trial.trial_id, replica)
             name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{key}]"
             tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
-            self.logged_until[key] = self.tracker.start_trial(key, name, config, tags)
+            self.logged_until[key] = self._retry(self.tracker.start_trial, key, name, config, tags)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         for replica, record in (result.get("replicas") or {}).items():
@@ -249,7 +276,7 @@ class MLflowCallback(Callback):
                 self.logged_until[key] = record["step"]
         now = time.monotonic()
         if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
-            self.tracker.flush()
+            self._retry(self.tracker.flush)
             self.last_flush[trial.trial_id] = now
 
     def _end(self, trial: Any, status: str, error: str | None = None) -> None:
@@ -262,7 +289,7 @@ class MLflowCallback(Callback):
             if status == "FAILED":
                 outcome["stop_reason"] = "failed"
             frame = curves.get(key) if curves else None
-            self.tracker.end_trial(key, outcome, frame, status, error)
+            self._retry(self.tracker.end_trial, key, outcome, frame, status, error)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FINISHED")
@@ -427,6 +454,9 @@ def run_study(
             f"the study in {experiment_dir} was run with a different definition; "
             "run without --resume to start afresh (the old results are kept aside)",
         )
+    # our own retry loop (retry_tracking) rides out outages; MLflow's should give up quickly
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     tracker = StudyTracker(study.name)
     if saved.get("parent_run_id"):
         tracker.reopen_study(saved["parent_run_id"])
@@ -497,14 +527,14 @@ def run_study(
             raise KeyboardInterrupt
         table = trial_table(study, results)
         curves = [frame for r in results for frame in _trial_curves(r.path, _trial_id(r)).values()]
-        summary = finish_study(study, tracker, table, curves, storage_path)
+        summary = retry_tracking(study.name, finish_study, study, tracker, table, curves, storage_path)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        tracker.end_study(status)
+        retry_tracking(study.name, tracker.end_study, status)
 
 
 def _sigterm_as_sigint() -> None:

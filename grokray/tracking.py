@@ -159,13 +159,13 @@ class StudyTracker:
                 queue.append(Metric(key, float(value), now, step))
 
     def flush(self, key: str | None = None) -> None:
+        """Send queued metrics; a batch leaves the queue only once the server has taken it."""
         for k in [key] if key else list(self._pending):
-            metrics = self._pending.pop(k, [])
             run_id = self._child_runs.get(k)
-            if run_id is None:
-                continue
-            for start in range(0, len(metrics), MAX_BATCH):
-                self.client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH])
+            queue = self._pending.get(k, [])
+            while run_id is not None and queue:
+                self.client.log_batch(run_id, metrics=queue[:MAX_BATCH])
+                del queue[:MAX_BATCH]
 
     def end_trial(
         self,

@@ -229,3 +229,76 @@ def test_a_trial_that_keeps_failing_is_recorded_and_the_study_goes_on(tmp_path):
     table = pd.read_parquet(tmp_path / "results" / "critical-size" / "trials.parquet")
     assert table.set_index("train_fraction")["failed"].to_dict() == {0.2: True, 0.8: False}
     assert "1 failed" in result.stdout
+
+
+def test_tracking_server_outage_mid_study_loses_no_metric(tmp_path):
+    """A real `mlflow server` is killed mid-study and restarted 8 s later on the same port and
+    database: the study finishes, and every evaluation of every trial is in MLflow once."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    database = f"sqlite:///{tmp_path / 'server.db'}"
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+
+    def start_server() -> subprocess.Popen:
+        server = subprocess.Popen(
+            [mlflow_bin, "server", "--backend-store-uri", database, "--artifacts-destination",
+             str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return server
+            except OSError:
+                time.sleep(0.5)
+        os.killpg(server.pid, signal.SIGKILL)
+        raise AssertionError("mlflow server did not start")
+
+    server = start_server()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri}
+    study = subprocess.Popen(
+        [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
+         "--set", "train_fraction=0.2,0.3,0.7,0.8"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        for line in study.stdout:
+            if " 1/4 done" in line or " 2/4 done" in line:
+                break
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        time.sleep(8)
+        server = start_server()
+        output = study.communicate(timeout=300)[0]
+        assert study.returncode == 0, output[-3000:]
+        assert "tracking server unreachable" in output and "tracking server back" in output
+        client = MlflowClient(database)
+        experiment = client.get_experiment_by_name("critical-size")
+        runs = client.search_runs([experiment.experiment_id])
+        assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+        evaluations = {}
+        for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
+            records = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+            evaluations[records[0]["trial_id"]] = sorted({r["step"] for r in records})
+        for run in runs:
+            if run.data.tags.get("grokray.role") == "trial":
+                steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+                assert sorted(steps) == evaluations[run.data.tags["ray.trial_id"]]
+    finally:
+        if study.poll() is None:
+            study.kill()
+        os.killpg(server.pid, signal.SIGKILL)

@@ -139,6 +139,7 @@ def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) ->
     A checkpoint (the whole run state) goes with a report every ``CHECKPOINT_SECONDS`` and at the
     end, so a retried (``FailureConfig``) or resumed trial continues where it left off.
     """
+    import ray
     import torch
     from ray import tune
 
@@ -146,6 +147,7 @@ def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) ->
 
     configs = replica_configs(study, sampled)
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
+    node_id = ray.get_runtime_context().get_node_id()
     run = ReplicaRun(configs, None, stop_on_grok=early_stop)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -155,7 +157,7 @@ def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) ->
 
     def on_eval(records: list[dict[str, Any]]) -> None:
         nonlocal last_saved
-        result = trial_result(run.latest_records(), configs[0])
+        result = {**trial_result(run.latest_records(), configs[0]), "ray_node_id": node_id}
         if time.monotonic() - last_saved < CHECKPOINT_SECONDS and run.active:
             tune.report(result)
             return

@@ -141,7 +141,8 @@ def test_sigterm_mid_study_then_resume_loses_nothing(tmp_path):
         if " 1/4 done" in line or " 2/4 done" in line or time.monotonic() > deadline:
             break
     proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=120)[0]
+    output = proc.stdout.read()  # what the line iterator has not consumed yet
+    proc.wait(timeout=120)
     assert proc.returncode == 130, output[-2000:]
     assert "--resume" in output
 
@@ -283,7 +284,8 @@ def test_tracking_server_outage_mid_study_loses_no_metric(tmp_path):
         server.wait()
         time.sleep(8)
         server = start_server()
-        output = study.communicate(timeout=300)[0]
+        output = study.stdout.read()
+        study.wait(timeout=300)
         assert study.returncode == 0, output[-3000:]
         assert "tracking server unreachable" in output and "tracking server back" in output
         client = MlflowClient(database)

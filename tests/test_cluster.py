@@ -1,0 +1,126 @@
+"""A real two-node Ray cluster on loopback: trials run on both nodes, and when the worker node is
+killed mid-study its trials are rescheduled (from their checkpoints) and the study completes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``ray start ... --block`` in its own session, so killing its group kills the whole node."""
+    return subprocess.Popen([RAY, "start", "--block", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+
+def _wait_for_nodes(address: str, count: int, env: dict[str, str]) -> None:
+    code = (
+        f"import ray; ray.init(address='{address}', logging_level='ERROR'); "
+        "print(len([n for n in ray.nodes() if n['Alive']]))"
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        if out.stdout.strip().isdigit() and int(out.stdout.strip()) >= count:
+            return
+        time.sleep(2)
+    raise AssertionError(f"cluster did not reach {count} nodes")
+
+
+@pytest.fixture
+def cluster():
+    temp = tempfile.mkdtemp(prefix="gr-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    address = f"127.0.0.1:{port}"
+    head = _start(
+        ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
+         "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
+        env,
+    )  # fmt: skip
+    nodes = {"head": head}
+    try:
+        _wait_for_nodes(address, 1, env)
+        nodes["worker"] = _start(["--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                                  "--disable-usage-stats"], env)  # fmt: skip
+        _wait_for_nodes(address, 2, env)
+        yield address, env, nodes
+    finally:
+        for node in nodes.values():
+            try:
+                os.killpg(node.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            node.wait()
+
+
+def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_path):
+    address, env, nodes = cluster
+    env = {
+        **env,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "GROKRAY_CHECKPOINT_SECONDS": "0",
+    }
+    study = subprocess.Popen(
+        [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
+         "--address", address, "--set", "train_fraction=0.2,0.3,0.7,0.8", "--set", "max_failures=3"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(study.stdout), daemon=True)
+    reader.start()
+    results = tmp_path / "results" / "critical-size"
+    try:
+        # wait until trials report from both nodes (1 CPU per node, 1 CPU per trial), then kill one
+        deadline = time.monotonic() + 180
+        while len(_nodes_reporting(results)) < 2 and study.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(_nodes_reporting(results)) == 2, "".join(lines)[-3000:]
+        os.killpg(nodes["worker"].pid, signal.SIGKILL)
+        study.wait(timeout=400)
+        reader.join(timeout=10)
+    finally:
+        if study.poll() is None:
+            study.kill()
+    output = "".join(lines)
+    assert study.returncode == 0, output[-3000:]
+    assert "4/4 done" in output
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("critical-size").experiment_id])
+    assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    # the trial that was on the dead node was rescheduled: its results come from both nodes
+    moved = [d.name for d in results.iterdir() if d.is_dir() and len(_nodes_reporting(results, d.name)) == 2]
+    assert len(moved) == 1, moved
+
+
+def _nodes_reporting(results: Path, trial: str = "*") -> set[str]:
+    """The Ray nodes that trials have reported from (each result names its node)."""
+    nodes = set()
+    for result_file in results.glob(f"{trial}/result.json"):
+        for line in result_file.read_text().splitlines():
+            if line.strip():
+                nodes.add(json.loads(line)["ray_node_id"])
+    return nodes

@@ -503,7 +503,9 @@ def run_study(
             + ([] if verbose else [ProgressCallback(study)]),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             verbose=2 if verbose else 0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # keep every checkpoint: after a hard kill of the driver, the experiment state on disk
+            # may name an older checkpoint than the newest, and it must still exist
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         )
         if restoring:
             tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)

@@ -84,7 +84,8 @@ def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_p
     }
     study = subprocess.Popen(
         [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
-         "--address", address, "--set", "train_fraction=0.2,0.3,0.7,0.8", "--set", "max_failures=3"],
+         "--address", address, "--set", "train_fraction=0.2,0.25,0.3,0.35", "--set", "steps=3000",
+         "--set", "max_failures=3"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: list[str] = []
@@ -92,7 +93,9 @@ def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_p
     reader.start()
     results = tmp_path / "results" / "critical-size"
     try:
-        # wait until trials report from both nodes (1 CPU per node, 1 CPU per trial), then kill one
+        # wait until trials report from both nodes (1 CPU per node, 1 CPU per trial), then kill one;
+        # these small fractions do not grok, so each trial trains its whole 3000-step budget and
+        # the worker's trial is still in flight when its node dies
         deadline = time.monotonic() + 180
         while len(_nodes_reporting(results)) < 2 and study.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -1,6 +1,7 @@
 """grokray: a study service for grokking research (Ray Tune + Optuna + MLflow)."""
 
 from grokray.study import (
+    Plot,
     Study,
     StudyError,
     categorical,
@@ -10,5 +11,5 @@ from grokray.study import (
     uniform,
 )
 
-__all__ = ["Study", "StudyError", "categorical", "grid", "integer", "loguniform", "uniform"]
+__all__ = ["Plot", "Study", "StudyError", "categorical", "grid", "integer", "loguniform", "uniform"]
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ trial`` stops once grokked; under Ray Tune a ``Stopper`` decides instead).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -16,15 +17,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from grokray.metrics import OnsetTracker, liu_phase, weight_norm
+from grokray.metrics import (
+    OnsetTracker,
+    compressed_complexity,
+    doshi_phase,
+    is_log_step,
+    liu_phase,
+    mlp_neuron_weights,
+    neuron_ipr,
+    norm_measures,
+    spectral_measures,
+    weight_norm,
+)
 from grokray.models import build_model
-from grokray.models.replicas import ReplicaMLP
+from grokray.models.replicas import ReplicaMLP, VmapReplicas
 from grokray.optim import LangevinNoise, build_optimizer
-from grokray.optim.replicas import ReplicaNoise, ReplicaOptimizer
-from grokray.tasks import make_modular
-from grokray.tasks.modular import all_pairs, split_indices
+from grokray.optim.grokfast import Grokfast
+from grokray.optim.regularizers import NormConstraint, Regularizer, WeightNoise
+from grokray.optim.replicas import ReplicaOptimizer
+from grokray.tasks import corrupt, make_modular, make_pool, split
 
 OnEval = Callable[[dict[str, Any]], bool | None]
+
+DOSHI_GENERALIZED = 0.9  # Doshi et al.: a run has generalized once test accuracy reached 90 %
+COMPLEXITY_EPSILON = 0.01  # DeMoss: loss tolerance of the lossy compression
 
 
 def resolve_device(name: str) -> torch.device:
@@ -164,9 +180,28 @@ def train(config: Mapping[str, Any], on_eval: OnEval | None = None) -> dict[str,
 # Replicas: R networks of one shape trained at once as one batched model
 
 SHARED_KEYS = (
-    "task", "op", "p", "model", "width", "depth", "embed_dim", "encoding", "activation", "bias",
+    "task", "op", "p", "dim", "sparsity", "matrix_size", "rank", "test_size", "data_path", "max_len",
+    "vocab_size", "model", "width", "depth", "heads", "embed_dim", "encoding", "activation", "bias",
     "loss", "steps", "eval_every", "batch_size", "optimizer", "beta1", "beta2", "momentum", "device",
+    "regularizer", "measures",
 )  # fmt: skip
+
+# What the plain single-model loop ``train`` implements; anything else takes the batched engine.
+_PLAIN = {
+    "task": ("modular",),
+    "model": ("mlp",),
+    "regularizer": ("none",),
+    "optimizer": ("adamw", "adam", "sgd"),
+}
+_PLAIN_OFF = ("corruption", "grokfast_lambda", "weight_noise", "norm_constraint")
+
+EVAL_CHUNK = 8192  # examples per forward pass at evaluation (bounds memory of large pools)
+
+
+def _plain_loop_covers(config: Mapping[str, Any]) -> bool:
+    return all(config[k] in allowed for k, allowed in _PLAIN.items()) and not any(
+        config[k] for k in _PLAIN_OFF
+    )
 
 
 def train_replicas(
@@ -178,20 +213,20 @@ def train_replicas(
     """Train one network per config at once; return one outcome per config, in order.
 
     Configs share shapes and the step schedule (``SHARED_KEYS``) and may differ in seed, lr,
-    weight decay, init scale, temperature, training fraction/size and onset thresholds. Each
-    replica keeps its own split (a mask over the shared pair table), onset tracker and outcome;
-    a replica that is done (grokked with ``stop_on_grok``, diverged) is dropped from the batch.
-    ``on_eval`` gets the records of the replicas still training at each evaluation, each with
-    ``replica`` = its index in ``configs``. One config takes the unbatched path, ``train``,
-    unless ``batched`` (how ``grokray trial`` reproduces one replica of a batched trial exactly:
-    each replica's arithmetic does not depend on the others in the batch).
+    weight decay, init scale, temperature, training fraction/size, corruption, regularizer
+    strength and onset thresholds. Each replica keeps its own split (a mask over the task's
+    shared example pool), onset tracker and outcome; a replica that is done (grokked with
+    ``stop_on_grok``, diverged) is dropped from the batch. ``on_eval`` gets the records of the
+    replicas still training at each evaluation, each with ``replica`` = its index in ``configs``.
+    One config takes the plain loop, ``train``, unless ``batched`` or the config uses what only
+    the batched engine has (then ``grokray trial`` and a Tune trial run the same arithmetic).
     """
     configs = [dict(c) for c in configs]
     for key in SHARED_KEYS:
         values = {str(c[key]) for c in configs}
         if len(values) > 1:
             raise ValueError(f"{key}: replicas of one trial must share it, got {sorted(values)}")
-    if len(configs) == 1 and not batched:
+    if len(configs) == 1 and not batched and _plain_loop_covers(configs[0]):
 
         def single(record: dict[str, Any]) -> bool:
             record["replica"] = 0
@@ -203,6 +238,13 @@ def train_replicas(
         outcome["replica"] = 0
         return [outcome]
     return ReplicaRun(configs, on_eval, stop_on_grok).run()
+
+
+def _stack_masks(n_total: int, index_lists: Sequence[torch.Tensor]) -> torch.Tensor:
+    mask = torch.zeros(len(index_lists), n_total, dtype=torch.bool)
+    for r, index in enumerate(index_lists):
+        mask[r, index] = True
+    return mask
 
 
 class ReplicaRun:
@@ -217,37 +259,52 @@ class ReplicaRun:
         first = configs[0]
         self.configs, self.on_eval, self.stop_on_grok = configs, on_eval, stop_on_grok
         self.device = device = resolve_device(first["device"])
-        self.steps, self.eval_every, self.p = first["steps"], first["eval_every"], first["p"]
-        inputs, labels = all_pairs(first["p"], first["op"])
-        self.n_total = len(labels)
-        self.inputs, self.labels = inputs.to(device), labels.to(device)
-        splits = [
-            split_indices(self.n_total, c["train_fraction"], c["train_size"], c["seed"]) for c in configs
-        ]
+        self.steps, self.eval_every = first["steps"], first["eval_every"]
+        # the task's example pool, shared by every replica; each replica owns a split of it
+        pool = self.pool = make_pool(first)
+        self.n_total = len(pool.targets)
+        self.n_outputs, self.regression = pool.n_outputs, pool.regression
+        self.inputs = pool.inputs.to(device)
+        splits = [split(pool, c) for c in configs]
+        relabelled = [corrupt(pool, train_idx, c) for (train_idx, _), c in zip(splits, configs, strict=True)]
         self.n_train = [len(train) for train, _ in splits]
+        self.targets = torch.stack([targets for targets, _ in relabelled]).to(device)  # (R, N)
+        self.clean_targets = pool.targets.to(device)
+        self.corruption = [c["corruption"] for c in configs]
         width = max(self.n_train)
         # per replica: its training indices padded to the longest, and 1/n weights (0 on padding)
-        self.train_index = torch.zeros(len(configs), width, dtype=torch.long)
-        self.train_weight = torch.zeros(len(configs), width)
-        self.train_mask = torch.zeros(len(configs), self.n_total, dtype=torch.bool)
+        train_index = torch.zeros(len(configs), width, dtype=torch.long)
+        train_weight = torch.zeros(len(configs), width)
         for r, (train_idx, _) in enumerate(splits):
-            self.train_index[r, : len(train_idx)] = train_idx
-            self.train_weight[r, : len(train_idx)] = 1.0 / len(train_idx)
-            self.train_mask[r, train_idx] = True
-        self.train_index = self.train_index.to(device)
-        self.train_weight = self.train_weight.to(device)
-        self.train_mask = self.train_mask.to(device)
+            train_index[r, : len(train_idx)] = train_idx
+            train_weight[r, : len(train_idx)] = 1.0 / len(train_idx)
+        self.train_index, self.train_weight = train_index.to(device), train_weight.to(device)
+        self.train_mask = _stack_masks(self.n_total, [t for t, _ in splits]).to(device)
+        self.val_mask = _stack_masks(self.n_total, [v for _, v in splits]).to(device)
+        self.corrupted_mask = _stack_masks(
+            self.n_total, [t[flags] for (t, _), (_, flags) in zip(splits, relabelled, strict=True)]
+        ).to(device)
+        self.any_corruption = any(self.corruption)
         # fixed for the whole run, so that dropping finished replicas changes no arithmetic
         self.equal_sizes = len(set(self.n_train)) == 1
 
         models = []
         for c in configs:
             torch.manual_seed(c["seed"])
-            models.append(build_model(c))
-        self.model = ReplicaMLP(models).to(device)
+            models.append(build_model(c, pool))
+        generic = os.environ.get("GROKRAY_ENGINE", "") == "vmap"
+        if first["model"] == "mlp" and pool.inputs.dtype == torch.long and not generic:
+            self.model: nn.Module = ReplicaMLP(models)  # hand-written batched matmuls
+        else:
+            self.model = VmapReplicas(models)  # any model, through torch.func.vmap
+        self.model.to(device)
+        self.shared_inputs = isinstance(self.model, VmapReplicas)
         params = list(self.model.parameters())
         self.optimizer = ReplicaOptimizer(params, configs)
-        self.noise = ReplicaNoise(params, configs)
+        self.regularizer = Regularizer(params, configs)
+        self.weight_noise = WeightNoise(params, configs)
+        self.grokfast = Grokfast(params, configs)
+        self.norm_constraint = NormConstraint(params, configs)
         self.loss_kind = first["loss"]
         batch_size = first["batch_size"]
         self.batches = (
@@ -257,18 +314,39 @@ class ReplicaRun:
         self.onsets = [
             OnsetTracker(c["memorize_threshold"], c["grok_threshold"], c["patience"]) for c in configs
         ]
+        self.measures = first["measures"]
+        self.ever_generalized = [False] * len(configs)
         self.active = list(range(len(configs)))  # original indices of the rows still in the batch
         self.step, self.elapsed, self.resumed = 0, 0.0, False
         self.histories: list[list[dict[str, Any]]] = [[] for _ in configs]
         self.outcomes: list[dict[str, Any] | None] = [None] * len(configs)
 
-    def _losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-example losses, (R, n): cross-entropy, or MSE to one-hot averaged over classes."""
+    # -- arithmetic -------------------------------------------------------------------------------
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Outputs (R, n, n_outputs) for inputs (R, n, ...) per replica or (n, ...) shared."""
+        if inputs.dim() == self.inputs.dim():  # shared by all replicas
+            if self.shared_inputs:
+                return self.model(inputs, shared=True)
+            inputs = inputs.expand(len(self.active), *inputs.shape)
+        return self.model(inputs)
+
+    def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-example losses, (R, n): cross-entropy, or MSE (to one-hot targets for classes)."""
+        if self.regression:
+            return (outputs[..., 0] - targets).pow(2)
         if self.loss_kind == "mse":
-            target = nn.functional.one_hot(labels, self.p).to(logits.dtype)
-            return nn.functional.mse_loss(logits, target, reduction="none").mean(dim=-1)
-        flat = nn.functional.cross_entropy(logits.reshape(-1, self.p), labels.reshape(-1), reduction="none")
-        return flat.view(labels.shape)
+            target = nn.functional.one_hot(targets, self.n_outputs).to(outputs.dtype)
+            return nn.functional.mse_loss(outputs, target, reduction="none").mean(dim=-1)
+        flat = nn.functional.cross_entropy(
+            outputs.reshape(-1, self.n_outputs), targets.reshape(-1), reduction="none"
+        )
+        return flat.view(targets.shape)
+
+    def _correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.regression:
+            return ((outputs[..., 0] - targets).abs() <= self.pool.tolerance).to(outputs.dtype)
+        return (outputs.argmax(dim=-1) == targets).to(outputs.dtype)
 
     def _train_step(self) -> None:
         if self.batches is None:
@@ -277,43 +355,133 @@ class ReplicaRun:
             picks = torch.stack([b.next() for b in self.batches])  # type: ignore[misc]
             index = torch.gather(self.train_index, 1, picks)
             weight = torch.full(index.shape, 1.0 / index.shape[1], device=self.device)
-        rows = self.inputs[index]  # (R, n, 2)
-        losses = self._losses(self.model(rows), self.labels[index])
+        params = list(self.model.parameters())
+        perturbed = self.weight_noise.perturb(params)
+        losses = self._losses(self._forward(self.inputs[index]), torch.gather(self.targets, 1, index))
         per_replica = losses.mean(dim=1) if self.equal_sizes and self.batches is None else (
             losses * weight).sum(dim=1)  # fmt: skip
         self.optimizer.zero_grad()
-        per_replica.sum().backward()
-        self.optimizer.step()
-        self.noise()
+        total = per_replica + self.regularizer(params) if self.regularizer.active else per_replica
+        total.sum().backward()
+        self.weight_noise.restore(params, perturbed)
+        self.grokfast(params)
+        self.optimizer.step(losses=per_replica.detach())
+        self.norm_constraint(params)
+
+    @torch.no_grad()
+    def _outputs_all(self) -> torch.Tensor:
+        chunks = [
+            self._forward(self.inputs[start : start + EVAL_CHUNK])
+            for start in range(0, self.n_total, EVAL_CHUNK)
+        ]
+        return torch.cat(chunks, dim=1)
+
+    @torch.no_grad()
+    def _measures(self, step: int) -> dict[str, torch.Tensor]:
+        """Progress measures as (R,) tensors: cheap ones every evaluation, the rest on a log schedule."""
+        out: dict[str, torch.Tensor] = {}
+        raw = {name: getattr(self.model, name).detach() for name in self.model.names}
+        # a diverged replica has inf/NaN weights, on which an SVD raises: measure zeros instead
+        # and report NaN for it (no host sync: the flags stay on the device)
+        finite = torch.stack([p.flatten(1).isfinite().all(dim=1) for p in raw.values()]).all(dim=0)
+        params = {name: p.nan_to_num(0.0, 0.0, 0.0) for name, p in raw.items()}
+        if self.pool.truth is not None:
+            predicted = self._forward(self.pool.probe.to(self.device))[..., 0]
+            truth = self.pool.truth.to(self.device).reshape(1, -1)
+            error = (predicted.reshape(len(self.active), -1) - truth).norm(dim=1)
+            out["recovery_error"] = error / truth.norm()
+        if self.measures == "none":
+            return {name: torch.where(finite, value, torch.nan) for name, value in out.items()}
+        out.update(norm_measures(params))
+        if self.measures == "all" and is_log_step(step, self.eval_every):
+            out.update(spectral_measures(params))
+            weights = mlp_neuron_weights(params, self.configs[0]["p"], self.configs[0]["encoding"]) if (
+                isinstance(self.model, ReplicaMLP)) else None  # fmt: skip
+            if weights is not None:
+                out["fourier_ipr"] = neuron_ipr(*weights)[1]
+            out.update(self._complexity())
+        return {name: torch.where(finite, value, torch.nan) for name, value in out.items()}
+
+    def _complexity(self) -> dict[str, torch.Tensor]:
+        """DeMoss's compression complexity of each replica (expensive: log schedule only)."""
+        sizes, naive = [], []
+        for i in range(len(self.active)):
+            names = [n for n in self.model.names if getattr(self.model, n).dim() == 3]
+            matrices = [getattr(self.model, n)[i].detach() for n in names]
+            if not all(bool(m.isfinite().all()) for m in matrices):  # diverged: nothing to compress
+                sizes.append(math.nan)
+                naive.append(math.nan)
+                continue
+
+            def loss_at(approx: list[torch.Tensor], i: int = i, names: list[str] = names) -> float:
+                return self._replica_train_loss(i, dict(zip(names, approx, strict=True)))
+
+            result = compressed_complexity(matrices, loss_at, epsilon=COMPLEXITY_EPSILON)
+            sizes.append(float(result["complexity_bytes"]))
+            naive.append(float(result["naive_bytes"]))
+        return {
+            "complexity_bytes": torch.tensor(sizes, device=self.device),
+            "naive_complexity_bytes": torch.tensor(naive, device=self.device),
+        }
+
+    @torch.no_grad()
+    def _replica_train_loss(self, row: int, replaced: Mapping[str, torch.Tensor]) -> float:
+        """Training loss of batch row ``row`` with some matrices replaced (for the complexity search)."""
+        saved = {}
+        for name, value in replaced.items():
+            parameter = getattr(self.model, name)
+            saved[name] = parameter.data[row].clone()
+            parameter.data[row] = value
+        try:
+            outputs = self._outputs_all()[row : row + 1]
+            losses = self._losses(outputs, self.targets[row : row + 1])[0]
+            mask = self.train_mask[row].to(losses.dtype)
+            return float((losses * mask).sum() / mask.sum())
+        finally:
+            for name, value in saved.items():
+                getattr(self.model, name).data[row] = value
 
     @torch.no_grad()
     def _evaluate(self, step: int, started: float) -> list[dict[str, Any]]:
-        replicas = len(self.active)
-        logits = self.model(self.inputs.expand(replicas, -1, -1))
-        labels = self.labels.expand(replicas, -1)
-        losses = self._losses(logits, labels)
-        correct = (logits.argmax(dim=-1) == labels).to(losses.dtype)
-        train_mask = self.train_mask.to(losses.dtype)
-        val_mask = 1.0 - train_mask
+        outputs = self._outputs_all()
+        targets = self.targets
+        losses, correct = self._losses(outputs, targets), self._correct(outputs, targets)
+        dtype = losses.dtype
+        train_mask, val_mask = self.train_mask.to(dtype), self.val_mask.to(dtype)
         n_train, n_val = train_mask.sum(dim=1), val_mask.sum(dim=1)
         norms = torch.sqrt(
             sum(p.detach().double().pow(2).flatten(1).sum(dim=1) for p in self.model.parameters())
         )
-        table = torch.stack([
-            (losses * train_mask).sum(dim=1) / n_train, (correct * train_mask).sum(dim=1) / n_train,
-            (losses * val_mask).sum(dim=1) / n_val, (correct * val_mask).sum(dim=1) / n_val,
-            norms.to(losses.dtype),
-        ]).T.tolist()  # one device sync per evaluation  # fmt: skip
+        columns = {
+            "train_loss": (losses * train_mask).sum(dim=1) / n_train,
+            "train_acc": (correct * train_mask).sum(dim=1) / n_train,
+            "val_loss": (losses * val_mask).sum(dim=1) / n_val,
+            "val_acc": (correct * val_mask).sum(dim=1) / n_val,
+            "weight_norm": norms.to(dtype),
+        }
+        if self.any_corruption:
+            corrupted = self.corrupted_mask.to(dtype)
+            clean = train_mask - corrupted
+            truly = self._correct(outputs, self.clean_targets.expand_as(targets))
+            columns["train_acc_clean"] = (truly * clean).sum(dim=1) / clean.sum(dim=1).clamp(min=1)
+            columns["train_acc_corrupted"] = (correct * corrupted).sum(dim=1) / corrupted.sum(dim=1).clamp(
+                min=1
+            )
+        columns.update(self._measures(step))
+        names = list(columns)
+        table = torch.stack([columns[n].to(dtype) for n in names]).T.tolist()  # one sync per evaluation
         elapsed = time.perf_counter() - started
         records = []
-        for row, (train_loss, train_acc, val_loss, val_acc, norm) in zip(self.active, table, strict=True):
-            onset = self.onsets[row]
-            onset.update(step, train_acc, val_acc)
+        for row, values in zip(self.active, table, strict=True):
             record: dict[str, Any] = {
-                "step": step, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                "val_acc": val_acc, "weight_norm": norm, "elapsed_s": elapsed,
-            }  # fmt: skip
-            diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
+                "step": step,
+                **dict(zip(names, values, strict=True)),
+                "elapsed_s": elapsed,
+            }
+            onset = self.onsets[row]
+            onset.update(step, record["train_acc"], record["val_acc"])
+            self.ever_generalized[row] |= record["val_acc"] >= DOSHI_GENERALIZED
+            diverged = not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"]))
             if diverged:
                 reason = "diverged"
             elif onset.grokked and self.stop_on_grok:
@@ -322,20 +490,26 @@ class ReplicaRun:
                 reason = "budget"
             else:
                 reason = "running"
-            record.update(outcome_of(onset, record, reason))
-            record.update(n_train=self.n_train[row], n_total=self.n_total, replica=row)
+            record.update(self._outcome(row, record, reason))
             self.histories[row].append(record)
             records.append(record)
         return records
+
+    def _outcome(self, row: int, record: Mapping[str, Any], reason: str) -> dict[str, Any]:
+        outcome = outcome_of(self.onsets[row], record, reason)
+        outcome["doshi_phase"] = doshi_phase(
+            record["train_acc"], record["val_acc"], self.corruption[row], self.ever_generalized[row]
+        )
+        outcome.update(n_train=self.n_train[row], n_total=self.n_total, replica=row)
+        return outcome
 
     def _drop_finished(self, records: list[dict[str, Any]]) -> None:
         finished = {r["replica"] for r in records if r["stop_reason"] != "running"}
         for record in records:
             if record["replica"] in finished:
                 row = record["replica"]
-                outcome = outcome_of(self.onsets[row], record, record["stop_reason"])
-                outcome.update(n_train=self.n_train[row], n_total=self.n_total, replica=row,
-                               history=self.histories[row])  # fmt: skip
+                outcome = self._outcome(row, record, record["stop_reason"])
+                outcome["history"] = self.histories[row]
                 self.outcomes[row] = outcome
         if not finished or len(finished) == len(self.active):
             self.active = [row for row in self.active if row not in finished]
@@ -344,14 +518,20 @@ class ReplicaRun:
             [i for i, row in enumerate(self.active) if row not in finished], device=self.device
         )
         self.active = [row for row in self.active if row not in finished]
+        self._keep(keep)
+
+    def _keep(self, keep: torch.Tensor) -> None:
         self.model.keep(keep)
         params = list(self.model.parameters())
-        self.optimizer.keep(keep, params)
-        self.noise.keep(keep, params)
-        self.train_index, self.train_weight = self.train_index[keep], self.train_weight[keep]
-        self.train_mask = self.train_mask[keep]
+        for part in self._parts():
+            part.keep(keep, params)
+        for name in ("train_index", "train_weight", "train_mask", "val_mask", "corrupted_mask", "targets"):
+            setattr(self, name, getattr(self, name)[keep])
         if self.batches is not None:
             self.batches = [self.batches[i] for i in keep.tolist()]
+
+    def _parts(self) -> list[Any]:
+        return [self.optimizer, self.regularizer, self.weight_noise, self.grokfast, self.norm_constraint]
 
     def run(self) -> list[dict[str, Any]]:
         """Train until every replica is done; return the outcomes in config order.
@@ -381,31 +561,22 @@ class ReplicaRun:
 
     # -- checkpoints: everything needed to continue bit for bit ---------------------------------
 
+    _ROW_TENSORS = ("train_index", "train_weight", "train_mask", "val_mask", "corrupted_mask", "targets")
+
     def state_dict(self) -> dict[str, Any]:
         """A checkpoint taken in ``on_eval``: resuming from it continues after that evaluation."""
-        optimizer = self.optimizer
         return {
             "step": self.step,
             "elapsed": self.elapsed,
             "active": list(self.active),
             "params": {name: getattr(self.model, name).detach().clone() for name in self.model.names},
-            "optimizer": {
-                "state": [{k: v.clone() for k, v in st.items()} for st in optimizer.state],
-                "step_count": optimizer.step_count,
-                "lr": list(optimizer.lr),
-                "weight_decay": list(optimizer.weight_decay),
-            },
-            "noise": {
-                "scales": list(self.noise.scales),
-                "generators": [g.get_state() if g is not None else None for g in self.noise.generators],
-            },
+            "parts": [part.state_dict() for part in self._parts()],
             "batches": None
             if self.batches is None
             else [(b.generator.get_state(), b.order.clone(), b.position) for b in self.batches],
-            "train_index": self.train_index.clone(),
-            "train_weight": self.train_weight.clone(),
-            "train_mask": self.train_mask.clone(),
+            "rows": {name: getattr(self, name).clone() for name in self._ROW_TENSORS},
             "onsets": [onset.state_dict() for onset in self.onsets],
+            "ever_generalized": list(self.ever_generalized),
             "histories": self.histories,
             "outcomes": self.outcomes,
         }
@@ -415,35 +586,22 @@ class ReplicaRun:
         device = self.device
         self.step, self.elapsed, self.resumed = state["step"], state["elapsed"], True
         self.active = list(state["active"])
+        if len(self.active) < len(self.configs):  # shrink every per-replica part to the saved rows
+            self.model.keep(torch.tensor(self.active, device=device))
         for name, value in state["params"].items():
             getattr(self.model, name).data = value.to(device)
         params = list(self.model.parameters())
-        self.optimizer.params = params
-        self.optimizer.state = [
-            {k: v.to(device) for k, v in st.items()} for st in state["optimizer"]["state"]
-        ]
-        self.optimizer.step_count = state["optimizer"]["step_count"]
-        self.optimizer.lr = list(state["optimizer"]["lr"])
-        self.optimizer.weight_decay = list(state["optimizer"]["weight_decay"])
-        self.noise.params, self.noise.scales = params, list(state["noise"]["scales"])
-        self.noise.generators = [
-            _generator(g, device) if g is not None else None for g in state["noise"]["generators"]
-        ]
+        for part, part_state in zip(self._parts(), state["parts"], strict=True):
+            part.load_state_dict(part_state, params)
         if state["batches"] is not None and self.batches is not None:
             kept = [self.batches[row] for row in self.active]
             for batches, (generator, order, position) in zip(kept, state["batches"], strict=True):
                 batches.generator.set_state(generator)
                 batches.order, batches.position = order.to(device), position
             self.batches = kept
-        self.train_index = state["train_index"].to(device)
-        self.train_weight = state["train_weight"].to(device)
-        self.train_mask = state["train_mask"].to(device)
+        for name, value in state["rows"].items():
+            setattr(self, name, value.to(device))
         for onset, onset_state in zip(self.onsets, state["onsets"], strict=True):
             onset.load_state_dict(onset_state)
+        self.ever_generalized = list(state["ever_generalized"])
         self.histories, self.outcomes = state["histories"], state["outcomes"]
-
-
-def _generator(state: torch.Tensor, device: torch.device) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    generator.set_state(state)
-    return generator

@@ -1,18 +1,27 @@
-"""An MLP over two operands: per-operand token embeddings (or one-hot), ``depth`` hidden layers."""
+"""An MLP over two operands (per-operand token embeddings or one-hot) or over float features."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+class Quadratic(nn.Module):
+    """φ(x) = x² (Doshi et al.: the activation under which modular arithmetic is solved analytically)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "quadratic": Quadratic}
 
 
 class MLP(nn.Module):
-    """f(a, b) = head(φ(... φ(W1 [e_a; e_b]) ...)), e = embeddings (or one-hot rows)."""
+    """f(a, b) = head(φ(... φ(W1 [e_a; e_b]) ...)), e = embeddings (or one-hot rows) of a vocabulary of p.
+
+    With ``input_dim`` > 0 the inputs are float features instead: f(x) = head(φ(... φ(W1 x) ...)).
+    ``n_outputs`` defaults to p (one logit per residue).
+    """
 
     def __init__(
         self,
@@ -23,11 +32,15 @@ class MLP(nn.Module):
         activation: str = "relu",
         bias: bool = True,
         encoding: str = "embed",
+        n_outputs: int | None = None,
+        input_dim: int = 0,
     ) -> None:
         super().__init__()
         self.p = p
-        self.encoding = encoding
-        if encoding == "embed":
+        self.encoding = "features" if input_dim > 0 else encoding
+        if input_dim > 0:
+            in_dim = input_dim
+        elif encoding == "embed":
             self.embed_a = nn.Embedding(p, embed_dim)
             self.embed_b = nn.Embedding(p, embed_dim)
             in_dim = 2 * embed_dim
@@ -38,14 +51,18 @@ class MLP(nn.Module):
             layers += [nn.Linear(in_dim, width, bias=bias), ACTIVATIONS[activation]()]
             in_dim = width
         self.hidden = nn.Sequential(*layers)
-        self.head = nn.Linear(in_dim, p, bias=bias)
+        self.head = nn.Linear(in_dim, p if n_outputs is None else n_outputs, bias=bias)
 
-    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        a, b = pairs[:, 0], pairs[:, 1]
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.encoding == "features":
+            return self.head(self.hidden(inputs))
+        a, b = inputs[:, 0], inputs[:, 1]
         if self.encoding == "embed":
             x = torch.cat([self.embed_a(a), self.embed_b(b)], dim=1)
         else:
-            x = torch.cat([nn.functional.one_hot(a, self.p), nn.functional.one_hot(b, self.p)], dim=1).float()
+            # one-hot by comparison: the same 0/1 floats as F.one_hot, and it works under vmap
+            residues = torch.arange(self.p, device=inputs.device)
+            x = torch.cat([a.unsqueeze(1) == residues, b.unsqueeze(1) == residues], dim=1).float()
         return self.head(self.hidden(x))
 
 
@@ -55,20 +72,3 @@ def scale_parameters(model: nn.Module, alpha: float) -> None:
     if alpha != 1.0:
         for parameter in model.parameters():
             parameter.mul_(alpha)
-
-
-def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """The network named by ``config['model']``, initialized and scaled by ``init_scale``."""
-    if config["model"] != "mlp":
-        raise ValueError(f"model: got {config['model']!r}; allowed: mlp")
-    model = MLP(
-        p=config["p"],
-        width=config["width"],
-        depth=config["depth"],
-        embed_dim=config["embed_dim"],
-        activation=config["activation"],
-        bias=config["bias"],
-        encoding=config["encoding"],
-    )
-    scale_parameters(model, config["init_scale"])
-    return model

@@ -67,3 +67,62 @@ class ReplicaMLP(nn.Module):
             parameter = getattr(self, name)
             parameter.data = parameter.data[index].contiguous()
             parameter.grad = None
+
+
+class VmapReplicas(nn.Module):
+    """R copies of any network as one module: ``torch.func`` over parameters stacked on axis 0.
+
+    Works for every model of ``grokray.models`` (their forward is vmap-safe: no in-place ops on
+    parameters, no data-dependent control flow). Parameter names are the module's with ``.``
+    replaced by ``_``, as in ``ReplicaMLP``, so checkpoints and measures see one naming. Inputs
+    are either shared by all replicas, (n, ...), or per replica, (R, n, ...).
+    """
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        super().__init__()
+        import copy
+
+        # the module whose forward runs with the stacked values; in a list, so that its own
+        # parameters are not this module's (functional_call replaces them)
+        self.base = [copy.deepcopy(models[0])]
+        self.original: dict[str, str] = {}
+        self.names: list[str] = []
+        for name, _ in models[0].named_parameters():
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+            key = name.replace(".", "_")
+            self.register_parameter(key, nn.Parameter(stacked.clone()))
+            self.names.append(key)
+            self.original[key] = name
+        self.buffer_values = {
+            name: torch.stack([dict(m.named_buffers())[name] for m in models])
+            for name, _ in models[0].named_buffers()
+        }
+
+    @property
+    def replicas(self) -> int:
+        return getattr(self, self.names[0]).shape[0]
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self.buffer_values = {name: fn(value) for name, value in self.buffer_values.items()}
+        self.base[0]._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    def forward(self, inputs: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        base = self.base[0]
+        params = {self.original[key]: getattr(self, key) for key in self.names}
+        buffers = self.buffer_values
+
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(base, (p, b), (x,))
+
+        return vmap(one, in_dims=(0, 0, None if shared else 0))(params, buffers, inputs)
+
+    @torch.no_grad()
+    def keep(self, index: torch.Tensor) -> None:
+        for name in self.names:
+            parameter = getattr(self, name)
+            parameter.data = parameter.data[index].contiguous()
+            parameter.grad = None
+        self.buffer_values = {name: value[index] for name, value in self.buffer_values.items()}

@@ -1,9 +1,17 @@
-"""AdamW / Adam / SGD over parameters stacked on a replica axis, with per-replica lr and decay.
+"""AdamW / Adam / SGD / WanD over parameters stacked on a replica axis, with per-replica hyperparameters.
 
-The arithmetic follows ``torch.optim``'s single-tensor implementations step for step, with lr and
-weight decay as (R, 1, …) tensors instead of scalars, so a replica matches its unbatched run to
-float tolerance. Langevin noise is drawn per replica from the unbatched path's generator seed,
-in the same order and shapes, so T > 0 runs match too.
+The arithmetic of adamw, adam and sgd follows ``torch.optim``'s single-tensor implementations step
+for step, with lr and weight decay as (R, 1, …) tensors instead of scalars, so a replica matches
+its unbatched run to float tolerance. Langevin noise (``temperature``) is part of the step: it is
+drawn per replica from the unbatched path's generator seed, in the same order and shapes as
+``grokray.optim.LangevinNoise``, so T > 0 runs match too, and T = 0 draws nothing (plain AdamW bit
+for bit). ``wand`` (``grokray.optim.wand``) carries its own temperature in its velocity update.
+
+Every part of the replica engine (this optimizer, ``Regularizer``, ``WeightNoise``, ``Grokfast``,
+``NormConstraint``) has the same life cycle: built from ``(params, configs)``; ``keep(index,
+params)`` when replicas leave the batch; ``state_dict()`` / ``load_state_dict(state, params)``
+holding everything per replica (hyperparameters, moments, generator states), so that a fresh part
+built from the original configs continues a checkpoint bit for bit even after replicas left.
 """
 
 from __future__ import annotations
@@ -14,15 +22,43 @@ from typing import Any
 
 import torch
 
+from grokray.optim.seeded import PerReplicaNoise
+from grokray.optim.wand import Wand, column
 
-def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """Per-replica values shaped (R, 1, …, 1) to broadcast over a stacked parameter."""
-    shape = (len(values),) + (1,) * (like.dim() - 1)
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+KINDS = ("adamw", "adam", "sgd", "wand")
+LANGEVIN_SEED_OFFSET = 0x5EED  # the plain loop's ``LangevinNoise`` offset: same draws
+
+
+class ReplicaNoise(PerReplicaNoise):
+    """Langevin noise θ_r ← θ_r + sqrt(2·lr_r·T_r)·ξ per replica, as ``LangevinNoise`` draws it.
+
+    Replicas with T = 0 (and every replica of ``wand``, whose temperature enters its velocity
+    update instead) have no generator and draw nothing.
+    """
+
+    def __init__(self, params: Sequence[torch.nn.Parameter], configs: Sequence[Mapping[str, Any]]) -> None:
+        scales = [
+            0.0 if c["optimizer"] == "wand" else math.sqrt(2.0 * c["lr"] * c["temperature"]) for c in configs
+        ]
+        super().__init__(params, scales, [c["seed"] + LANGEVIN_SEED_OFFSET for c in configs])
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        for r, (scale, generator) in enumerate(zip(self.scales, self.generators, strict=True)):
+            if generator is None:
+                continue
+            for p in self.params:
+                noise = torch.randn(p.shape[1:], generator=generator, device=p.device, dtype=p.dtype)
+                p[r].add_(noise, alpha=scale)
 
 
 class ReplicaOptimizer:
-    """One optimizer step for R stacked networks (``kind``: adamw, adam or sgd)."""
+    """One optimizer step for R stacked networks (``kind``: adamw, adam, sgd or wand).
+
+    ``step(losses)`` takes each replica's training loss, (R,): wand needs it (its force is the
+    gradient of ln L), the others ignore it. After the update, Langevin noise is added for
+    replicas with T > 0 (adamw, adam, sgd).
+    """
 
     def __init__(self, params: Sequence[torch.nn.Parameter], configs: Sequence[Mapping[str, Any]]) -> None:
         kinds = {c["optimizer"] for c in configs}
@@ -32,6 +68,8 @@ class ReplicaOptimizer:
             if len({c[name] for c in configs}) != 1:
                 raise ValueError(f"{name}: replicas must share it")
         self.kind = kinds.pop()
+        if self.kind not in KINDS:
+            raise ValueError(f"optimizer: got {self.kind!r}; allowed: {', '.join(KINDS)}")
         self.params = list(params)
         self.beta1, self.beta2 = configs[0]["beta1"], configs[0]["beta2"]
         self.momentum = configs[0]["momentum"]
@@ -40,18 +78,25 @@ class ReplicaOptimizer:
         self.weight_decay = [float(c["weight_decay"]) for c in configs]
         self.step_count = 0
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
+        self.noise = ReplicaNoise(self.params, configs)
+        self.wand = Wand(self.params, configs) if self.kind == "wand" else None
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, losses: torch.Tensor | None = None) -> None:
         self.step_count += 1
+        if self.wand is not None:
+            if losses is None:
+                raise ValueError("optimizer: wand needs each replica's training loss: step(losses=...)")
+            self.wand.step(losses)
+            return
         for p, state in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
-            lr, wd = _column(self.lr, p), _column(self.weight_decay, p)
+            lr, wd = column(self.lr, p), column(self.weight_decay, p)
             grad = p.grad
             if self.kind == "sgd":
                 if any(self.weight_decay):
@@ -79,9 +124,10 @@ class ReplicaOptimizer:
             bias_correction2_sqrt = math.sqrt(1 - self.beta2**self.step_count)
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
             p.sub_((lr / bias_correction1) * exp_avg / denom)
+        self.noise()
 
     def keep(self, index: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> None:
-        """Follow ``ReplicaMLP.keep``: slice the per-replica state and hyperparameters."""
+        """Follow the model's ``keep``: slice the per-replica state and hyperparameters."""
         rows = index.tolist()
         self.params = list(params)
         self.lr = [self.lr[i] for i in rows]
@@ -89,31 +135,33 @@ class ReplicaOptimizer:
         for state in self.state:
             for key, value in state.items():
                 state[key] = value[index].contiguous()
+        self.noise.keep(index, params)
+        if self.wand is not None:
+            self.wand.keep(index, params)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "step_count": self.step_count,
+            "lr": list(self.lr),
+            "weight_decay": list(self.weight_decay),
+            "state": [{k: v.clone() for k, v in st.items()} for st in self.state],
+            "noise": self.noise.state_dict(),
+            "wand": self.wand.state_dict() if self.wand is not None else None,
+        }
 
-class ReplicaNoise:
-    """Langevin noise θ_r ← θ_r + sqrt(2·lr_r·T_r)·ξ per replica, as ``LangevinNoise`` draws it."""
-
-    def __init__(self, params: Sequence[torch.nn.Parameter], configs: Sequence[Mapping[str, Any]]) -> None:
-        self.params = list(params)
-        self.scales = [math.sqrt(2.0 * c["lr"] * c["temperature"]) for c in configs]
+    def load_state_dict(
+        self, state: Mapping[str, Any], params: Sequence[torch.nn.Parameter] | None = None
+    ) -> None:
+        if state["kind"] != self.kind:
+            raise ValueError(f"optimizer: checkpoint is {state['kind']!r}, this run is {self.kind!r}")
+        if params is not None:
+            self.params = list(params)
         device = self.params[0].device
-        self.generators = [
-            torch.Generator(device=device).manual_seed(c["seed"] + 0x5EED) if s > 0 else None
-            for c, s in zip(configs, self.scales, strict=True)
-        ]
-
-    @torch.no_grad()
-    def __call__(self) -> None:
-        for r, (scale, generator) in enumerate(zip(self.scales, self.generators, strict=True)):
-            if generator is None:
-                continue
-            for p in self.params:
-                noise = torch.randn(p.shape[1:], generator=generator, device=p.device, dtype=p.dtype)
-                p[r].add_(noise, alpha=scale)
-
-    def keep(self, index: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> None:
-        rows = index.tolist()
-        self.params = list(params)
-        self.scales = [self.scales[i] for i in rows]
-        self.generators = [self.generators[i] for i in rows]
+        self.step_count = state["step_count"]
+        self.lr = list(state["lr"])
+        self.weight_decay = list(state["weight_decay"])
+        self.state = [{k: v.to(device).clone() for k, v in st.items()} for st in state["state"]]
+        self.noise.load_state_dict(state["noise"], self.params)
+        if self.wand is not None:
+            self.wand.load_state_dict(state["wand"], self.params)

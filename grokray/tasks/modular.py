@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
+
+from grokray.tasks.pool import Pool
 
 BINARY_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
     "+": lambda a, b, p: (a + b) % p,
@@ -13,6 +16,10 @@ BINARY_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]]
     "*": lambda a, b, p: (a * b) % p,
     # a / b = a * b^(p-2) mod p (Fermat), defined for prime p and b != 0
     "/": lambda a, b, p: (a * _mod_pow(b, p - 2, p)) % p,
+    "x^2+y^2": lambda a, b, p: (a * a + b * b) % p,
+    "x^2+xy+y^2": lambda a, b, p: (a * a + a * b + b * b) % p,
+    # x³ + x·y² + y: reduce x² and y² first so int64 never overflows (p ≤ 1000 anyway)
+    "x^3+xy^2+y": lambda a, b, p: (a * ((a * a) % p) + a * ((b * b) % p) + b) % p,
 }
 
 
@@ -90,3 +97,12 @@ def make_modular(p: int, op: str, train_fraction: float, train_size: int, seed: 
     inputs, labels = all_pairs(p, op)
     train, val = split_indices(len(labels), train_fraction, train_size, seed)
     return ModularData(p, op, inputs[train], labels[train], inputs[val], labels[val])
+
+
+def modular_pool(config: Mapping[str, Any]) -> Pool:
+    """Every pair of ``a op b mod p`` as one pool, in ``all_pairs`` order; val = the pairs not trained on."""
+    p, op = config["p"], config["op"]
+    if op not in BINARY_OPS:
+        raise ValueError(f"op: got {op!r}; allowed: {', '.join(BINARY_OPS)}")
+    inputs, labels = all_pairs(p, op)
+    return Pool(inputs=inputs, targets=labels, n_outputs=p, vocab_size=p, seq_len=2)

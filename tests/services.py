@@ -1,0 +1,303 @@
+"""Real services for the integration tests: a PostgreSQL server and an ``mlflow server`` on it.
+
+Both are started once per test session (the fixtures ``postgres`` and ``mlflow_server``) and
+stopped by PID when the session ends. PostgreSQL comes from Debian's ``postgresql`` package
+(``tools/system_deps.sh`` installs it); it refuses to run as root, so as root it runs as the
+``postgres`` user the package creates, on a data directory that user owns.
+
+A test module uses them by naming this module a plugin (registered once, however many modules
+name it, so the session starts one PostgreSQL and one mlflow server)::
+
+    pytest_plugins = ["tests.services"]
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE_USER = "grokray"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/VERSION/bin`` that has ``initdb``, if any."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_pid(pid: int, sig: int, timeout: float) -> None:
+    """Send ``sig`` to ``pid``, wait up to ``timeout`` seconds for it to exit, then SIGKILL it."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server of its own: a temporary data directory, a free port on 127.0.0.1,
+    password authentication over TCP for the superuser ``grokray``."""
+
+    base_dir: Path
+    port: int
+    password: str
+    pid: int
+    run_as: list[str] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    def url(self, database: str) -> str:
+        """A SQLAlchemy URL (what MLflow and Optuna take) of ``database``."""
+        return f"postgresql://{SERVICE_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user=SERVICE_USER, password=self.password, dbname=database
+        )
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name`` (an identifier: letters, digits, _) and return its URL."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a plain database name: {name!r}")
+        with self.connect() as connection:
+            connection.autocommit = True
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    @classmethod
+    def start(cls, timeout: float = 60) -> Postgres:
+        bin_dir = postgres_bin_dir()
+        if bin_dir is None:
+            pytest.skip("PostgreSQL is not installed (run: bash tools/system_deps.sh)")
+        run_as: list[str] = []
+        base_dir = Path(tempfile.mkdtemp(prefix="grokray-pg-"))
+        if os.geteuid() == 0:  # postgres refuses to run as root: run it as Debian's postgres user
+            run_as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(base_dir, "postgres", "postgres")
+        password = secrets.token_hex(12)
+        password_file = base_dir / "password"
+        password_file.write_text(password + "\n")
+        if run_as:
+            shutil.chown(password_file, "postgres", "postgres")
+        data_dir = base_dir / "data"
+        log_path = base_dir / "postgres.log"
+
+        def run(*args: str) -> None:
+            done = subprocess.run([*run_as, *args], capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                log = log_path.read_text() if log_path.exists() else ""
+                shutil.rmtree(base_dir, ignore_errors=True)
+                raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}{log}"[-3000:])
+
+        run(
+            str(bin_dir / "initdb"), "-D", str(data_dir), "-U", SERVICE_USER, f"--pwfile={password_file}",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-locale",
+            "--no-sync",
+        )  # fmt: skip
+        port = free_port()
+        # tests need no durability: fsync off makes MLflow's and Optuna's many small commits cheap
+        options = (
+            f"-p {port} -k {base_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        run(str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_path), "-o", options, "-w",
+            "-t", str(int(timeout)), "start")  # fmt: skip
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        return cls(base_dir=base_dir, port=port, password=password, pid=pid, run_as=run_as)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster), then remove the data directory."""
+        _stop_pid(self.pid, signal.SIGINT, timeout=30)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+@dataclass
+class MlflowServer:
+    """``mlflow server`` on a backend store (here PostgreSQL), serving artifacts from a local folder."""
+
+    uri: str
+    backend_store_uri: str
+    artifacts_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    def start(
+        cls, backend_store_uri: str, artifacts_dir: Path, log_path: Path, timeout: float = 180
+    ) -> MlflowServer:
+        port = free_port()
+        uri = f"http://127.0.0.1:{port}"
+        mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [mlflow_bin, "server", "--backend-store-uri", backend_store_uri, "--artifacts-destination",
+                 str(artifacts_dir), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                # no job runner: seven huey consumer processes for GenAI jobs the tests never use
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            )  # fmt: skip
+        server = cls(uri, backend_store_uri, artifacts_dir, process, log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited {process.returncode}: {log_path.read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return server
+            except OSError:
+                time.sleep(0.5)
+        server.stop()
+        raise RuntimeError(
+            f"mlflow server did not answer /health in {timeout} s: {log_path.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (the server and its uvicorn workers), then SIGKILL."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the whole session."""
+    server = Postgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres: Postgres) -> Iterator[MlflowServer]:
+    """An ``mlflow server`` on PostgreSQL (database ``mlflow``) for the whole session."""
+    backend = postgres.create_database("mlflow")
+    base = postgres.base_dir
+    server = MlflowServer.start(
+        backend, base.with_name(base.name + "-artifacts"), base.with_name(base.name + ".log")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.artifacts_dir, ignore_errors=True)
+        server.log_path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The smoke study, run as a user runs it
+
+
+SMOKE_ARGS = ("--quick", "--set", "train_fraction=0.2,0.5,0.8", "--set", "seeds=2")
+
+
+def run_grokray(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m grokray ARGS`` in a subprocess (its own session: nothing of it outlives a kill)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "grokray", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def parent_run_id(workdir: Path, study_name: str = "critical-size") -> str:
+    """The MLflow parent run of the study run in ``workdir`` (from ``results/STUDY/grokray.json``)."""
+    import json
+
+    return json.loads((workdir / "results" / study_name / "grokray.json").read_text())["parent_run_id"]
+
+
+def study_runs(client: Any, parent_id: str) -> tuple[Any, list[Any]]:
+    """The parent run and its child runs."""
+    parent = client.get_run(parent_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        max_results=1000,
+    )
+    return parent, children
+
+
+@dataclass
+class SmokeStudy:
+    workdir: Path
+    tracking_uri: str
+    parent_run_id: str
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def server_smoke_study(mlflow_server: MlflowServer) -> Iterator[SmokeStudy]:
+    """The smoke study (3 trials x 2 seeds, in-memory Optuna) tracked on the mlflow server."""
+    workdir = Path(tempfile.mkdtemp(prefix="grokray-smoke-"))
+    try:
+        result = run_grokray(
+            "run", str(ROOT / "studies/critical_size.py"), *SMOKE_ARGS, cwd=workdir,
+            env={"MLFLOW_TRACKING_URI": mlflow_server.uri},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield SmokeStudy(workdir, mlflow_server.uri, parent_run_id(workdir), result.stdout)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

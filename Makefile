@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint ui bench install clean
+.PHONY: run test lint ui bench install clean system-deps k8s-validate faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,27 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m grokray run studies/critical_size.py $(ARGS)
 
-test: $(STAMP)
-	$(PY) -m ruff check grokray tests studies
+# Debian's postgresql and chromium for the integration tests (does nothing once installed)
+system-deps:
+	bash tools/system_deps.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m ruff check grokray tests studies bench tools
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check grokray tests studies
+	$(PY) -m ruff check grokray tests studies bench tools
+
+# render k8s/overlays/* with kubectl kustomize; validate them against the KubeRay CRDs (k8s/crds)
+# and Kubernetes' schemas, strictly, offline (kubectl and the schemas come with the test extra)
+k8s-validate: $(STAMP)
+	$(PY) tools/k8s_validate.py $(ARGS)
+
+# fault drills: every scenario FAULT_RUNS times (kill moments seeded by FAULT_SEED); table in results/faults.json
+FAULT_RUNS ?= 3
+FAULT_SEED ?=
+faults: $(STAMP)
+	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEED=$(FAULT_SEED) $(PY) tools/faults.py --json results/faults.json $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.bench --json results/bench.json $(ARGS)

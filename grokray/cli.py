@@ -12,14 +12,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from grokray.study import OUTCOME_KEYS, StudyError, load_study
+from grokray.study import OUTCOME_KEYS, StudyError, curve_keys, load_study
 
 EXIT_BAD_INPUT = 2
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"grokray: error: {message} (see grokray {self.prog.split()[-1]} --help)", file=sys.stderr)
+        command = " ".join(self.prog.split()[1:])  # "grokray run" -> "run"; "grokray" -> ""
+        print(
+            f"grokray: error: {message} (see grokray {command + ' ' if command else ''}--help)",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -49,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or local)")
     run.add_argument("--resume", action="store_true", help="continue the study in the results directory")
     run.add_argument("--no-early-stop", action="store_true", help="run every trial to its step budget")
+    run.add_argument(
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="keep Optuna's study in this database, e.g. postgresql://user:pw@host/db or sqlite:///optuna.db "
+        "(default: $GROKRAY_OPTUNA_STORAGE or in memory)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and logs")
 
     trial = commands.add_parser("trial", help="run one config in-process (no Ray, no MLflow)")
@@ -59,6 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="reprint a study's estimate from MLflow")
     report.add_argument("name", metavar="STUDY_NAME")
     report.add_argument("--json", action="store_true")
+
+    address_help = "Ray job server (default: $RAY_JOB_ADDRESS, an http $RAY_ADDRESS, http://127.0.0.1:8265)"
+    submit = commands.add_parser("submit", help="run a study as a Ray Job on an existing cluster")
+    study_args(submit)
+    submit.add_argument("--address", default=None, help=address_help)
+    submit.add_argument(
+        "--storage", default=None, help="results URI or path the cluster reaches (default: $GROKRAY_STORAGE)"
+    )
+    submit.add_argument("--no-wait", action="store_true", help="return once submitted, without the logs")
+    for name, text in (("status", "a job's status"), ("logs", "a job's logs"), ("stop", "stop a job")):
+        job = commands.add_parser(name, help=text)
+        job.add_argument("job_id", metavar="JOB")
+        job.add_argument("--address", default=None, help=address_help)
+        if name == "logs":
+            job.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     return parser
 
 
@@ -67,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "report":
             return _report(args)
+        if args.command in ("status", "logs", "stop"):
+            return _job(args)
         study = load_study(args.study, args.overrides, quick=args.quick)
     except StudyError as err:
         print(f"grokray: error: {err}", file=sys.stderr)
@@ -74,6 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "trial":
             return _trial(study, args)
+        if args.command == "submit":
+            from grokray import jobs
+
+            return jobs.submit(
+                study, args.study, args.overrides, args.quick, args.storage, args.address, not args.no_wait
+            )
         return _run(study, args)
     except StudyError as err:  # found once the study met its results directory (e.g. --resume)
         print(f"grokray: error: {err}", file=sys.stderr)
@@ -84,6 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         again += [f"--storage {args.storage}"] if getattr(args, "storage", None) else []
         print(f"\ngrokray: interrupted; continue with: {' '.join(again)} --resume", file=sys.stderr)
         return 130
+
+
+def _job(args: argparse.Namespace) -> int:
+    from grokray import jobs
+
+    if args.command == "status":
+        return jobs.status(args.job_id, args.address)
+    if args.command == "logs":
+        return jobs.logs(args.job_id, args.address, args.follow)
+    return jobs.stop(args.job_id, args.address)
 
 
 def _trial(study: Any, args: argparse.Namespace) -> int:
@@ -122,15 +166,24 @@ def _trial(study: Any, args: argparse.Namespace) -> int:
     # the batched engine a Tune trial runs: a replica's arithmetic does not depend on the others,
     # so this reproduces the outcome of that seed's replica exactly
     [outcome] = train_replicas(
-        [config], on_eval=lambda records: on_eval(records[0]), stop_on_grok=not args.no_stop, batched=True
+        [config],
+        on_eval=lambda records: on_eval(records[0]),
+        stop_on_grok=study.early_stop and not args.no_stop,
+        batched=True,
     )
     result = {k: outcome[k] for k in OUTCOME_KEYS}
+    result["doshi_phase"] = outcome.get("doshi_phase")
+    last = outcome["history"][-1] if outcome.get("history") else {}
+    # the last value of every other curve: norms, recovery error, clean train accuracy, ...
+    finals = {f"final_{k}": last[k] for k in curve_keys(last) if f"final_{k}" not in result}
+    shown = [*OUTCOME_KEYS, "doshi_phase", *finals]
+    result.update(finals)
     result.update(n_train=outcome["n_train"], n_total=outcome["n_total"], config=config)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        for key in OUTCOME_KEYS:
-            print(f"{key:>18}: {result[key]}")
+        for key in shown:
+            print(f"{key:>26}: {result[key]}")
     return 0
 
 
@@ -138,12 +191,13 @@ def _run(study: Any, args: argparse.Namespace) -> int:
     import os
 
     from grokray.runner import run_study
-    from grokray.tracking import check_reachable
+    from grokray.tracking import check_reachable, claim_study_name
 
     try:
         check_reachable()
     except ConnectionError as err:
         raise StudyError("MLFLOW_TRACKING_URI", f"{err}; start the server or unset the variable") from None
+    claim_study_name(study.name, os.path.basename(args.study))  # a name taken by another file: exit 2
 
     storage = args.storage or os.environ.get("GROKRAY_STORAGE") or "results"
     print(
@@ -156,8 +210,9 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         storage=storage,
         address=args.address,
         verbose=args.verbose,
-        early_stop=not args.no_early_stop,
+        early_stop=study.early_stop and not args.no_early_stop,
         resume=args.resume,
+        optuna_storage=args.optuna_storage or os.environ.get("GROKRAY_OPTUNA_STORAGE") or None,
     )
     print()
     print(

@@ -22,8 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ray.tune import Callback, Stopper
+from ray.tune.search.optuna import OptunaSearch
 
-from grokray.study import OUTCOME_KEYS, Dimension, Study, StudyError
+from grokray.study import OUTCOME_KEYS, Dimension, Study, StudyError, curve_keys
 
 STATE_FILE = "grokray.json"
 
@@ -66,18 +67,117 @@ def make_sampler(study: Study, seed: int = 0) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_search(study: Study) -> Any:
-    """OptunaSearch over the study's space (seeds are replicas inside each trial, not trials)."""
+def make_search(study: Study, storage: Any = None, study_name: str | None = None) -> Any:
+    """OptunaSearch over the study's space (seeds are replicas inside each trial, not trials).
+
+    Without ``storage`` the Optuna study lives in the searcher (in memory, saved with the Tune
+    experiment); with an ``optuna.storages.RDBStorage`` it lives in that database under
+    ``study_name``, where other tools can read it while the study runs."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(
+    if storage is None:
+        return OptunaSearch(
+            space=DefineByRun(study.space),
+            metric=study.metric,
+            mode=study.mode,
+            sampler=make_sampler(study),
+        )
+    return StoredOptunaSearch(
         space=DefineByRun(study.space),
         metric=study.metric,
         mode=study.mode,
         sampler=make_sampler(study),
+        storage=storage,
+        study_name=study_name,
     )
+
+
+class StoredOptunaSearch(OptunaSearch):
+    """OptunaSearch on an RDB storage that outlives the driver, made safe for ``Tuner.restore``.
+
+    After a hard kill of the driver, ``Tuner.restore`` brings the searcher back as it was at the
+    last experiment snapshot, while the database holds everything up to the kill:
+
+    - a trial that finished after the snapshot is run again from its checkpoint and reports to an
+      Optuna trial the database already has as finished: Optuna raises ``UpdateFinishedTrialError``,
+      and the result it already holds stands;
+    - Optuna trials asked for after the snapshot belong to Tune trials the restored experiment does
+      not know: nothing would ever finish them, so ``restore`` marks them FAIL and enqueues their
+      configs again (the restored experiment asks for as many new trials as it lost; a grid
+      sampler counts a FAIL trial as a visited grid point, so without the re-queue its point
+      would never be trained).
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            pass
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            super().on_trial_complete(trial_id, result, error)
+        except UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        live = {
+            ot_trial._trial_id
+            for trial_id, ot_trial in self._ot_trials.items()
+            if trial_id not in self._completed_trials
+        }
+        requeue_orphaned_optuna_trials(self._ot_study, live)
+
+
+def requeue_orphaned_optuna_trials(optuna_study: Any, live: set[int]) -> list[int]:
+    """Mark FAIL every RUNNING trial of ``optuna_study`` whose storage id is not in ``live`` and
+    enqueue its params, so that the next ``ask`` proposes them again; returns the failed trials'
+    numbers."""
+    from optuna.trial import TrialState
+
+    storage = optuna_study._storage
+    failed = []
+    for frozen in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen._trial_id in live:
+            continue
+        storage.set_trial_user_attr(
+            frozen._trial_id, "grokray_fail_reason", "the driver was killed before this trial was saved"
+        )
+        storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        if frozen.params:  # empty only if the driver died between ask and suggest
+            requeued_from = {"grokray_requeued_from": frozen.number}
+            optuna_study.enqueue_trial(dict(frozen.params), user_attrs=requeued_from)
+        failed.append(frozen.number)
+    return failed
+
+
+def open_optuna_storage(url: str) -> Any:
+    """``optuna.storages.RDBStorage(url)``, or a StudyError naming ``--optuna-storage``."""
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StudyError(
+            "--optuna-storage", f"cannot open the Optuna storage {masked_url(url)}: {reason}"
+        ) from None
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password hidden (for printing and for grokray.json)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def trial_config(study: Study, sampled: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,7 +374,7 @@ class MLflowCallback(Callback):
         for replica, record in (result.get("replicas") or {}).items():
             key = run_key(trial.trial_id, int(replica))
             if record.get("step", -1) > self.logged_until.get(key, -1):
-                self.tracker.log_trial_metrics(key, record)
+                self.tracker.log_trial_metrics(key, record, curve_keys(record))
                 self.logged_until[key] = record["step"]
         now = time.monotonic()
         if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
@@ -318,7 +418,10 @@ def _replica_rows(
             "replica": replica,
             **config,
         }
-        row.update({k: record.get(k) for k in (*OUTCOME_KEYS, "n_train", "n_total")})
+        row.update({k: record.get(k) for k in (*OUTCOME_KEYS, "doshi_phase", "n_train", "n_total")})
+        # the last value of every other curve (norms, recovery error, clean train accuracy, ...)
+        for key in curve_keys(record):
+            row.setdefault(f"final_{key}", record[key])
         rows.append(row)
     return rows
 
@@ -383,21 +486,29 @@ class ProgressCallback(Callback):
             print(line, flush=True)
 
 
-CURVE_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
-
-
-def _trial_curves(local_path: str | None, trial_id: str) -> dict[str, pd.DataFrame]:
-    """Each replica's evaluation records, read back from the ``result.json`` Tune wrote."""
-    path = Path(local_path or "") / "result.json"
-    if not local_path or not path.exists():
+def _trial_curves(local_path: str | None, trial_id: str, filesystem: Any = None) -> dict[str, pd.DataFrame]:
+    """Each replica's evaluation records, read back from the ``result.json`` Tune wrote (a local
+    directory, or a path on ``filesystem``)."""
+    if not local_path:
         return {}
+    if filesystem is not None:
+        try:
+            with filesystem.open_input_stream(f"{local_path}/result.json") as stream:
+                text = stream.read().decode()
+        except (FileNotFoundError, OSError):
+            return {}
+    else:
+        path = Path(local_path) / "result.json"
+        if not path.exists():
+            return {}
+        text = path.read_text()
     rows: dict[str, list[dict[str, Any]]] = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if not line.strip():
             continue
         for replica, record in (json.loads(line).get("replicas") or {}).items():
             rows.setdefault(run_key(trial_id, int(replica)), []).append(
-                {"step": record.get("step"), **{k: record.get(k) for k in CURVE_COLUMNS}}
+                {"step": record.get("step"), **{k: record.get(k) for k in curve_keys(record)}}
             )
     frames = {}
     for key, records in rows.items():
@@ -423,6 +534,146 @@ def _quick_estimate(rows: list[dict[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Storage: a local directory or any pyarrow filesystem URI
+
+
+class Storage:
+    """Where a study's results live: a local directory (as given, made absolute) or any
+    ``pyarrow.fs`` URI (``file:///abs``, ``s3://bucket/prefix?endpoint_override=host:port&scheme=http``,
+    ``gs://bucket/prefix``). Tune gets the filesystem and the path on it; grokray's own files
+    (state, trial table, estimate, plots) go through the same filesystem."""
+
+    def __init__(self, location: str) -> None:
+        import pyarrow.fs as pafs
+
+        if "://" in location:
+            self.filesystem, path = pafs.FileSystem.from_uri(location)
+            self.scheme = location.split("://", 1)[0]
+        else:
+            self.filesystem, path = pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+            self.scheme = ""
+        self.local = isinstance(self.filesystem, pafs.LocalFileSystem)
+        self.path = path.rstrip("/") or "/"
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.path.rstrip("/"), *parts])
+
+    def show(self, path: str) -> str:
+        """``path`` as a user reads it: a local path, or ``scheme://path`` (no query options)."""
+        return path if self.local else f"{self.scheme}://{path}"
+
+    @property
+    def tune_filesystem(self) -> Any:
+        """Tune's ``storage_filesystem``: None for a local directory (Tune's default)."""
+        return None if self.local else self.filesystem
+
+    def exists(self, path: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return self.filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+    def read_text(self, path: str) -> str:
+        with self.filesystem.open_input_stream(path) as stream:
+            return stream.read().decode()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self.filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with self.filesystem.open_output_stream(path) as stream:
+            stream.write(data)
+
+    def move(self, source: str, destination: str) -> None:
+        """Rename a directory; object stores cannot, so there it is copied, then deleted."""
+        import pyarrow.fs as pafs
+
+        try:
+            self.filesystem.move(source, destination)
+        except (OSError, NotImplementedError):
+            pafs.copy_files(source, destination, self.filesystem, self.filesystem)
+            self.filesystem.delete_dir(source)
+
+
+def _restore_decision(study: Study, store: Storage, experiment_dir: str, resume: bool) -> bool:
+    """Whether to continue the run in ``experiment_dir`` (``Tuner.restore``) or start a new one.
+
+    The entry point is idempotent (a rerun, a job retried by its scheduler): an unfinished run of
+    the same study is continued even without ``--resume``. A finished run, a changed study (without
+    ``--resume``) or a directory Tune cannot restore is moved aside and a new run starts. With
+    ``--resume``, a changed study is an error."""
+    from ray import tune
+
+    shown = store.show(experiment_dir)
+    if not store.exists(experiment_dir):
+        if resume:
+            print(f"[{study.name}] nothing to resume in {shown}; starting fresh", flush=True)
+        return False
+    restorable = tune.Tuner.can_restore(experiment_dir, storage_filesystem=store.tune_filesystem)
+    state_path = f"{experiment_dir}/{STATE_FILE}"
+    saved = json.loads(store.read_text(state_path)) if restorable and store.exists(state_path) else {}
+    same = saved.get("fingerprint") == study.fingerprint()
+    finished = store.exists(f"{experiment_dir}/estimate.json")
+    if resume and restorable:
+        if not same:
+            raise StudyError(
+                "--resume",
+                f"the study in {shown} was run with a different definition; "
+                "run without --resume to start afresh (the old results are kept aside)",
+            )
+        return True
+    if restorable and same and not finished and not resume:
+        print(f"[{study.name}] resuming the unfinished run in {shown} (same study)", flush=True)
+        return True
+    aside = f"{experiment_dir}.{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume:
+        why = "nothing to resume"
+    elif finished and same:
+        why = "it holds a finished run"
+    elif restorable and saved:
+        why = "the study changed"
+    else:
+        why = "it holds a run that cannot be resumed"
+    print(f"[{study.name}] {why} in {shown}: kept as {store.show(aside)}; starting a new run", flush=True)
+    store.move(experiment_dir, aside)
+    return False
+
+
+def _connect_ray(address: str | None, verbose: bool) -> None:
+    """A local Ray, or the cluster at ``address`` (``auto``, ``HOST:6379``, ``ray://HOST:10001``).
+    A cluster that is not there is bad input: one line, before anything is started."""
+    import socket
+
+    import ray
+
+    _quiet_ray(verbose)
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not address:
+        ray.init(
+            include_dashboard=False, logging_level="WARNING", log_to_driver=verbose, configure_logging=True
+        )
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if host and port.isdigit():  # fail in seconds, not after Ray's minute of retries
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as err:
+            raise StudyError("--address", f"no Ray cluster answers at {address} ({err})") from None
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
+    except ConnectionError as err:
+        hint = "start one with `ray start --head`" if address == "auto" else "check the address"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StudyError("--address", f"no running Ray cluster at {address} ({first}); {hint}") from None
+    resources = ray.cluster_resources()
+    print(
+        f"grokray: joined the Ray cluster at {address} ({len([n for n in ray.nodes() if n['Alive']])} nodes, "
+        f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The run
 
 
@@ -433,29 +684,23 @@ def run_study(
     verbose: bool = False,
     early_stop: bool = True,
     resume: bool = False,
+    optuna_storage: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``study`` through Ray Tune, track it in MLflow, and return the summary."""
-    import ray
+    """Run ``study`` through Ray Tune, track it in MLflow, and return the summary.
+
+    ``optuna_storage``: a database URL for Optuna's study (default: in memory, in the searcher)."""
     from ray import tune
 
     from grokray.tracking import StudyTracker
 
-    storage_path = Path(storage).resolve()
-    experiment_dir = storage_path / study.name
-    state_path = experiment_dir / STATE_FILE
-    restoring = resume and tune.Tuner.can_restore(str(experiment_dir))
-    if resume and not restoring:
-        print(f"[{study.name}] nothing to resume in {experiment_dir}; starting fresh", flush=True)
-    if not restoring and experiment_dir.exists():
-        experiment_dir.rename(experiment_dir.with_name(f"{study.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
-
-    saved = json.loads(state_path.read_text()) if restoring and state_path.exists() else {}
-    if restoring and saved.get("fingerprint") != study.fingerprint():
-        raise StudyError(
-            "--resume",
-            f"the study in {experiment_dir} was run with a different definition; "
-            "run without --resume to start afresh (the old results are kept aside)",
-        )
+    store = Storage(storage)
+    experiment_dir = store.join(study.name)
+    state_path = f"{experiment_dir}/{STATE_FILE}"
+    optuna_rdb = open_optuna_storage(optuna_storage) if optuna_storage else None  # a bad URL: exit 2 now
+    _connect_ray(address or os.environ.get("RAY_ADDRESS"), verbose)
+    restoring = _restore_decision(study, store, experiment_dir, resume)
+    saved = json.loads(store.read_text(state_path)) if restoring and store.exists(state_path) else {}
+    optuna_fields = _optuna_fields(saved, optuna_storage, restoring)
     # our own retry loop (retry_tracking) rides out outages; MLflow's should give up quickly
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -477,19 +722,6 @@ def run_study(
 
     status = "FAILED"
     try:
-        address = address or os.environ.get("RAY_ADDRESS")
-        _quiet_ray(verbose)
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            if address:
-                ray.init(address=address, logging_level="WARNING", log_to_driver=verbose)
-            else:
-                ray.init(
-                    include_dashboard=False,
-                    logging_level="WARNING",
-                    log_to_driver=verbose,
-                    configure_logging=True,
-                )
         _sigterm_as_sigint()  # after ray.init, which installs a SIGTERM handler of its own
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, study=study, early_stop=early_stop),
@@ -497,7 +729,8 @@ def run_study(
         )
         run_config = tune.RunConfig(
             name=study.name,
-            storage_path=str(storage_path),
+            storage_path=store.path,
+            storage_filesystem=store.tune_filesystem,
             stop=GrokStopper() if early_stop else None,
             callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id)]
             + ([] if verbose else [ProgressCallback(study)]),
@@ -508,12 +741,17 @@ def run_study(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         )
         if restoring:
-            tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(
+                experiment_dir,
+                trainable=trainable,
+                resume_errored=True,
+                storage_filesystem=store.tune_filesystem,
+            )
         else:
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=make_search(study),
+                    search_alg=make_search(study, optuna_rdb, f"{study.name}.{tracker.parent_run_id}"),
                     num_samples=study.num_configs,
                     max_concurrent_trials=study.max_concurrent,
                     metric=None,
@@ -521,17 +759,22 @@ def run_study(
                 ),
                 run_config=run_config,
             )
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(
-            json.dumps({"parent_run_id": tracker.parent_run_id, "fingerprint": study.fingerprint()})
-        )
+        if optuna_storage and not restoring:
+            optuna_fields["optuna_study"] = f"{study.name}.{tracker.parent_run_id}"
+        if optuna_fields:
+            print(f"[{study.name}] optuna: {optuna_fields['optuna_storage']}, "
+                  f"study {optuna_fields['optuna_study']}", flush=True)  # fmt: skip
+        state = {"parent_run_id": tracker.parent_run_id, "fingerprint": study.fingerprint(), **optuna_fields}
+        store.write_bytes(state_path, json.dumps(state).encode())
         results = tuner.fit()
-        if results.num_terminated + results.num_errors < study.num_configs:
+        if TERMINATED.is_set() or results.num_terminated + results.num_errors < study.num_configs:
             # Tune's own SIGINT handler ends fit() early but normally: that is an interruption
             raise KeyboardInterrupt
         table = trial_table(study, results)
-        curves = [frame for r in results for frame in _trial_curves(r.path, _trial_id(r)).values()]
-        summary = retry_tracking(study.name, finish_study, study, tracker, table, curves, storage_path)
+        curves = [
+            frame for r in results for frame in _trial_curves(r.path, _trial_id(r), store.filesystem).values()
+        ]
+        summary = retry_tracking(study.name, finish_study, study, tracker, table, curves, store)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
@@ -541,12 +784,38 @@ def run_study(
         retry_tracking(study.name, tracker.end_study, status)
 
 
+def _optuna_fields(saved: Mapping[str, Any], url: str | None, restoring: bool) -> dict[str, Any]:
+    """What ``grokray.json`` records of the Optuna storage (its URL without password, the study).
+
+    A restored experiment keeps the searcher it was run with, and so its storage: ``--resume``
+    with another ``--optuna-storage`` (or with one where the study ran in memory) is refused."""
+    if not restoring:
+        return {"optuna_storage": masked_url(url)} if url else {}
+    kept = {key: saved[key] for key in ("optuna_storage", "optuna_study") if key in saved}
+    if url and masked_url(url) != kept.get("optuna_storage"):
+        was = kept.get("optuna_storage") or "Optuna in memory"
+        raise StudyError(
+            "--optuna-storage",
+            f"the study in the results directory ran with {was}; resume without --optuna-storage "
+            "(it continues where it was) or run without --resume to start afresh",
+        )
+    return kept
+
+
 def _sigterm_as_sigint() -> None:
     """SIGTERM (a scheduler, ``kill``) stops the study like Ctrl-C: state saved, runs ended."""
     import signal
 
+    def on_sigterm(signum: int, frame: Any) -> None:
+        TERMINATED.set()  # Tune may end a trial killed mid-stop as errored: fit() then looks complete
+        os.kill(os.getpid(), signal.SIGINT)
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked in a Ray Job driver
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+TERMINATED = threading.Event()
 
 
 def _quiet_ray(verbose: bool) -> None:
@@ -590,11 +859,12 @@ def trial_table(study: Study, results: Any) -> pd.DataFrame:
 
 
 def finish_study(
-    study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], storage_path: Path
+    study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], store: Storage
 ) -> dict[str, Any]:
     """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
     from grokray.analysis import critical_data_size, format_estimates
     from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+    from grokray.analysis.study_plots import study_plots
     from grokray.tracking import jsonable
 
     size_col = "train_size" if "train_size" in study.space else "train_fraction"
@@ -610,21 +880,23 @@ def finish_study(
         "n_failed": int(table["failed"].sum()) if "failed" in table else 0,
         "estimates": estimates,
     }
-    out_dir = storage_path / study.name
+    out_dir = store.join(study.name)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         table_path = tmp_path / "trials.parquet"
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), table_path)
         (tmp_path / "estimate.json").write_text(json.dumps(jsonable(summary), indent=2, default=str))
         plots = []
-        if curves:
-            all_curves = pd.concat(curves, ignore_index=True)
+        all_curves = pd.concat(curves, ignore_index=True) if curves else None
+        if all_curves is not None:
             plots.append(plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png"))
-        plots.append(plot_grok_probability(table, estimates, tmp_path / "p_grok_vs_fraction.png"))
+        if size_col in study.space:  # the critical-size figure needs a sweep over data size
+            plots.append(plot_grok_probability(table, estimates, tmp_path / "p_grok_vs_fraction.png"))
+        plots.extend(study_plots(study.plots, table, all_curves, tmp_path))
         for path in (table_path, tmp_path / "estimate.json", *plots):
             tracker.log_study_artifact(path)
-            if out_dir.exists():
-                (out_dir / path.name).write_bytes(path.read_bytes())
+            if store.exists(out_dir):
+                store.write_bytes(f"{out_dir}/{path.name}", path.read_bytes())
     first = estimates[0] if estimates else {}
     tracker.log_study_metrics(
         {
@@ -635,6 +907,6 @@ def finish_study(
     )
     tracker.set_study_tags({"grokray.has_estimate": "true"})
     summary["table"] = format_estimates(estimates)
-    summary["results_dir"] = str(out_dir)
+    summary["results_dir"] = store.show(out_dir)
     summary["parent_run_id"] = tracker.parent_run_id
     return summary

@@ -40,13 +40,13 @@ OPTIMIZERS = ("adamw", "adam", "sgd", "wand")
 REGULARIZERS = ("none", "l1", "l2", "nuclear", "spectral_entropy")
 # What the trainer implements today; the rest of the contract is reserved and rejected clearly.
 IMPLEMENTED = {
-    "task": ("modular",),
-    "op": ("+", "-", "*", "/"),
-    "model": ("mlp",),
-    "optimizer": ("adamw", "adam", "sgd"),
-    "activation": ("relu", "gelu"),
+    "task": TASKS,
+    "op": OPS,
+    "model": MODELS,
+    "optimizer": OPTIMIZERS,
+    "activation": ("relu", "gelu", "quadratic"),
     "encoding": ("embed", "onehot"),
-    "regularizer": ("none",),
+    "regularizer": REGULARIZERS,
     "loss": ("ce", "mse"),
 }
 
@@ -87,13 +87,24 @@ PARAMS: dict[str, Param] = {
     "p": Param(int, 59, low=2, high=1000),
     "train_fraction": Param(float, 0.5, low=0.0, high=1.0, low_open=True),
     "train_size": Param(int, 0, low=0, help="absolute training examples; 0 = use train_fraction"),
-    "corruption": Param(float, 0.0, low=0.0, high=0.0, help="label corruption (not yet built)"),
+    "corruption": Param(
+        float, 0.0, low=0.0, high=1.0, help="label corruption ξ: the first ξ share of training labels random"
+    ),
     "encoding": Param(str, "embed", choices=_choices("encoding")),
+    "dim": Param(int, 100, low=1, high=100000, help="sparse recovery: signal dimension n"),
+    "sparsity": Param(int, 5, low=1, high=100000, help="sparse recovery: non-zeros s of the signal"),
+    "matrix_size": Param(int, 10, low=2, high=4096, help="matrix completion: the matrix is m × m"),
+    "rank": Param(int, 2, low=1, high=4096, help="matrix completion: rank of the ground truth"),
+    "test_size": Param(int, 1000, low=1, high=1000000, help="held-out examples of generated tasks"),
+    "data_path": Param(str, "", help="text: a Parquet or CSV file with `text` and `label` columns"),
+    "max_len": Param(int, 64, low=2, high=4096, help="text: tokens per example (truncated / padded)"),
+    "vocab_size": Param(int, 2000, low=8, high=1000000, help="text: most frequent words kept"),
     # model
     "model": Param(str, "mlp", choices=_choices("model")),
     "width": Param(int, 128, low=1, high=65536),
     "depth": Param(int, 2, low=1, high=64),
     "embed_dim": Param(int, 32, low=1, high=65536),
+    "heads": Param(int, 4, low=1, high=256, help="transformer / encoder attention heads"),
     "activation": Param(str, "relu", choices=_choices("activation")),
     "bias": Param(bool, True),
     "init_scale": Param(float, 1.0, low=0.0, low_open=True),
@@ -105,9 +116,14 @@ PARAMS: dict[str, Param] = {
     "beta2": Param(float, 0.98, low=0.0, high=1.0),
     "momentum": Param(float, 0.9, low=0.0, high=1.0),
     "temperature": Param(float, 0.0, low=0.0),
+    "friction": Param(float, 0.5, low=0.0, high=1.0, help="wand: friction c_f"),
+    "grokfast_alpha": Param(float, 0.98, low=0.0, high=1.0, help="Grokfast EMA decay"),
+    "grokfast_lambda": Param(float, 0.0, low=0.0, help="Grokfast amplification; 0 = off"),
     # regularizer
     "regularizer": Param(str, "none", choices=_choices("regularizer")),
     "reg_strength": Param(float, 0.0, low=0.0),
+    "weight_noise": Param(float, 0.0, low=0.0, help="forward pass at θ + δ·N(0, 1); 0 = off"),
+    "norm_constraint": Param(float, 0.0, low=0.0, help="rescale to this global ℓ2 norm each step; 0 = off"),
     # training
     "loss": Param(str, "ce", choices=_choices("loss")),
     "steps": Param(int, 10000, low=1),
@@ -120,6 +136,14 @@ PARAMS: dict[str, Param] = {
     "memorize_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
     "grok_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
     "patience": Param(int, 2, low=1),
+    # progress measures
+    "measures": Param(
+        str,
+        "norms",
+        choices=("none", "norms", "all"),
+        help="norms: ℓ0/ℓ1/ℓ2/nuclear each evaluation; all: also spectral entropy, effective rank, "
+        "Fourier IPR and compression complexity on a log-spaced schedule",
+    ),
 }
 
 OUTCOME_KEYS = (
@@ -135,6 +159,22 @@ OUTCOME_KEYS = (
     "phase",
     "stop_reason",
 )
+
+# Keys of an evaluation record that are bookkeeping or outcome; every other number is a curve
+# (an MLflow metric per step and a column of curves.parquet).
+NOT_CURVES = frozenset(
+    (*OUTCOME_KEYS, "step", "replica", "n_train", "n_total", "elapsed_s", "doshi_phase", "ever_generalized")
+)
+
+
+def curve_keys(record: Mapping[str, Any]) -> list[str]:
+    """The names in an evaluation record that are curves."""
+    return [
+        key
+        for key, value in record.items()
+        if key not in NOT_CURVES and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
 OBJECTIVES = {
@@ -203,8 +243,80 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
+TEXT_COLUMNS = ("text", "label")
+
+
+def _check_text_dataset(path: str) -> None:
+    """The text task's dataset: an existing .csv or .parquet file with ``text`` and ``label`` columns.
+
+    Only the header (CSV) or the schema (Parquet) is read, so a wrong path fails in a second, before
+    Ray starts, instead of in every trial.
+    """
+    allowed = "a .csv or .parquet file with columns text and label"
+    if not path:
+        raise StudyError("data_path", f"task=text needs a dataset; allowed: {allowed}")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise StudyError("data_path", f"no such file: {path}; allowed: {allowed}")
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise StudyError("data_path", f"got {path} ({suffix or 'no suffix'}); allowed: {allowed}")
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            columns = list(pq.read_schema(file).names)
+        else:
+            import pyarrow.csv as pacsv
+
+            columns = list(pacsv.open_csv(file).schema.names)
+    except Exception as err:  # pyarrow's ArrowInvalid and friends: not a readable table
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise StudyError("data_path", f"cannot read {path} ({reason}); allowed: {allowed}") from None
+    missing = [c for c in TEXT_COLUMNS if c not in columns]
+    if missing:
+        raise StudyError(
+            "data_path",
+            f"{path} lacks column {', '.join(missing)} (has: {', '.join(columns) or 'none'}); "
+            f"allowed: {allowed}",
+        )
+
+
+# which models fit which task (grokray.models.build_model refuses the rest the same way)
+MODEL_TASKS = {
+    "modular": ("mlp", "transformer", "encoder"),
+    "sparse_recovery": ("mlp", "linear"),
+    "matrix_completion": ("mlp", "transformer", "encoder", "linear"),
+    "digits": ("mlp", "linear"),
+    "text": ("encoder",),
+}
+
+
+def _check_task_and_model(config: Mapping[str, Any]) -> None:
+    """Rules of the generated tasks, digits, and the model/task fit (modular and text: above)."""
+    task, model = config.get("task", "modular"), config.get("model", "mlp")
+    if task == "sparse_recovery" and config["sparsity"] > config["dim"]:
+        raise StudyError("sparsity", f"got {config['sparsity']}; allowed: at most dim={config['dim']}")
+    if task == "matrix_completion":
+        m = config["matrix_size"]
+        if config["rank"] > m:
+            raise StudyError("rank", f"got {config['rank']}; allowed: at most matrix_size={m}")
+        if config["train_size"] >= m * m:
+            raise StudyError("train_size", f"got {config['train_size']}; allowed: 0 or below {m * m} entries")
+    if task == "digits" and config["train_size"] >= 1797:
+        raise StudyError("train_size", f"got {config['train_size']}; allowed: 0 or below 1797 (digits)")
+    if task in ("sparse_recovery", "matrix_completion") and config["corruption"] > 0:
+        raise StudyError("corruption", f"got {config['corruption']}; {task} is a regression: allowed: 0")
+    if model in ("transformer", "encoder") and config["width"] % config["heads"]:
+        raise StudyError("heads", f"got {config['heads']}; allowed: a divisor of width={config['width']}")
+    if task in MODEL_TASKS and model not in MODEL_TASKS[task]:
+        raise StudyError("model", f"got {model!r} for task {task}; allowed: {', '.join(MODEL_TASKS[task])}")
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-field rules of one fully resolved config."""
+    if config.get("task") == "text":
+        _check_text_dataset(str(config.get("data_path", "")))
     if config.get("task", "modular") == "modular":
         p, op = config["p"], config["op"]
         if op == "/" and not _is_prime(p):
@@ -214,6 +326,7 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise StudyError(
                 "train_size", f"got {config['train_size']}; allowed: 0 or below {n_total} (p={p})"
             )
+    _check_task_and_model(config)
     if config["memorize_threshold"] > 1 or config["grok_threshold"] > 1:
         raise StudyError("grok_threshold", "thresholds are accuracies in (0, 1]")
     if config["eval_every"] > config["steps"]:
@@ -293,6 +406,41 @@ def grid(values: Sequence[Any], *, default: Any = None) -> Dimension:
 
 
 # ---------------------------------------------------------------------------------------------
+# Headline plots of a study (drawn by grokray.analysis.study_plots, logged to MLflow as PNG)
+
+PLOT_KINDS = ("trials", "phase", "curves")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """A figure of the study's answer.
+
+    - ``trials``: ``y`` (a trial-table column, e.g. ``grokking_delay``) against ``x`` (e.g.
+      ``reg_strength``), one line per value of ``color``, mean and spread over seeds;
+    - ``phase``: a phase diagram over ``x`` × ``y`` coloured by the majority of the column
+      ``value`` (``doshi_phase`` or ``phase``), one panel per value of ``facet``;
+    - ``curves``: the curve ``y`` (an evaluation metric, e.g. ``complexity_bytes``) against step,
+      one line per run coloured by the config value ``color``.
+    """
+
+    kind: str
+    x: str = ""
+    y: str = ""
+    color: str = ""
+    value: str = ""
+    facet: str = ""
+    logx: bool = False
+    logy: bool = False
+    title: str = ""
+
+    def file_name(self) -> str:
+        parts = [self.kind, self.value if self.kind == "phase" else self.y, "vs", self.x or "step"]
+        if self.color:
+            parts += ["by", self.color]
+        return re.sub(r"[^a-z0-9_.-]+", "_", "_".join(p for p in parts if p).lower()) + ".png"
+
+
+# ---------------------------------------------------------------------------------------------
 # The Study
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -321,6 +469,10 @@ class Study:
     max_failures: int = 2
     description: str = ""
     quick: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # values that follow a searched one: {"optimizer": {"wand": {"lr": 0.5}, "sgd": {"lr": 0.1}}}
+    linked: dict[str, dict[Any, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    plots: list[Plot] = dataclasses.field(default_factory=list)
+    early_stop: bool = True  # end a trial once it has grokked; False: always run to the budget
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -346,6 +498,21 @@ class Study:
             value = getattr(self, field_name)
             if value not in allowed:
                 raise StudyError(field_name, f"got {value!r}; allowed: {', '.join(allowed)}")
+        if not isinstance(self.linked, dict):
+            raise StudyError("linked", "must be {name: {value: {name: value, ...}}}")
+        for key, by_value in self.linked.items():
+            if key not in PARAMS:
+                raise StudyError(f"linked.{key}", f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+            if not isinstance(by_value, dict) or not all(isinstance(v, dict) for v in by_value.values()):
+                raise StudyError(f"linked.{key}", "must map each value to a dict of config values")
+            for value, settings in by_value.items():
+                coerce(key, value)
+                for name, setting in settings.items():
+                    if name in self.space or name == key:
+                        raise StudyError(f"linked.{key}", f"{name!r} is searched; linked values are fixed")
+                    settings[name] = coerce(name, setting)
+        if not isinstance(self.early_stop, bool):
+            raise StudyError("early_stop", f"got {self.early_stop!r}; allowed: True or False")
         for field_name, low in (("seeds", 1), ("max_concurrent", 1), ("max_failures", 0)):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -377,6 +544,19 @@ class Study:
         for key, value in self.quick.items():
             if key not in ("steps", "num_samples", "seeds", "eval_every", "space"):
                 coerce(key, value)
+        if not isinstance(self.plots, list) or not all(isinstance(p, Plot) for p in self.plots):
+            raise StudyError("plots", "must be a list of Plot(kind=..., x=..., y=...)")
+        for plot in self.plots:
+            if plot.kind not in PLOT_KINDS:
+                raise StudyError("plots.kind", f"got {plot.kind!r}; allowed: {', '.join(PLOT_KINDS)}")
+            for attr in ("x", "color", "facet"):
+                name = getattr(plot, attr)
+                if name and name not in PARAMS and name not in OUTCOME_KEYS and name not in ("n_train",):
+                    raise StudyError(f"plots.{attr}", f"got {name!r}; allowed: a config name or outcome key")
+            if plot.kind == "phase" and not (plot.x and plot.y and plot.value):
+                raise StudyError("plots", "a phase plot needs x, y and value (e.g. value='doshi_phase')")
+            if plot.kind != "phase" and not plot.y:
+                raise StudyError("plots.y", f"a {plot.kind} plot needs y")
         # every combination of fixed values and searched bounds must be a valid config
         check_config(self.resolve({}))
         return self
@@ -422,6 +602,8 @@ class Study:
         config.update(self.config)
         for key, dim in self.space.items():
             config[key] = coerce(key, sampled[key]) if key in sampled else dim.first()
+        for key, by_value in self.linked.items():  # e.g. each optimizer with its own lr
+            config.update(by_value.get(config[key], {}))
         return config
 
     @property
@@ -454,6 +636,7 @@ class Study:
             "sampler": self.sampler,
             "num_samples": self.num_samples,
             "objective": self.objective,
+            "linked": self.linked,
         }
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -481,6 +664,11 @@ class Study:
             if key not in PARAMS:
                 raise StudyError(key, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
             values = [coerce(key, part.strip()) for part in raw.split(",")]
+            # a value set on the command line wins over one linked to a searched value
+            study.linked = {
+                name: {v: {k: x for k, x in s.items() if k != key} for v, s in by_value.items()}
+                for name, by_value in study.linked.items()
+            }
             if len(values) == 1:
                 study.space.pop(key, None)
                 study.config[key] = values[0]
@@ -544,6 +732,11 @@ def load_study(path: str | Path, overrides: Sequence[str] = (), quick: bool = Fa
         raise StudyError("STUDY", f"{path}:{err.lineno}: syntax error: {err.msg}") from None
     except StudyError:
         raise
+    except TypeError as err:
+        if "Study.__init__()" not in str(err):  # a misspelt Study(...) argument: say which exist
+            raise StudyError("STUDY", f"{path} raised TypeError: {err}") from None
+        allowed = ", ".join(f.name for f in dataclasses.fields(Study))
+        raise StudyError("study", f"{str(err).replace('.__init__', '')}; allowed: {allowed}") from None
     except Exception as err:
         raise StudyError("STUDY", f"{path} raised {type(err).__name__}: {err}") from None
     finally:
@@ -551,6 +744,11 @@ def load_study(path: str | Path, overrides: Sequence[str] = (), quick: bool = Fa
     study = getattr(module, "study", None)
     if not isinstance(study, Study):
         raise StudyError("study", f"{path} must define `study = Study(...)`")
+    for field_name in ("config", "space", "quick"):  # before --quick/--set copy them as dicts
+        if not isinstance(getattr(study, field_name), dict):
+            raise StudyError(
+                field_name, f"got {getattr(study, field_name)!r}; allowed: a dict of config names to values"
+            )
     if quick:
         study = study.quick_variant()
     study = study.with_overrides(overrides)

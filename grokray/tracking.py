@@ -28,6 +28,7 @@ CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 TRIAL_TAG = "ray.key"
 RUN_KEY_TAG = "grokray.run_key"  # Tune trial id + replica: the key of one child run
 ROLE_TAG = "grokray.role"
+STUDY_FILE_TAG = "grokray.study_file"  # experiment tag: the basename of the study file that owns the name
 MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
 
 
@@ -242,6 +243,32 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
         raise ConnectionError(f"no MLflow tracking server answers at {uri} ({reason})") from None
 
 
+def claim_study_name(study_name: str, study_file: str, uri: str | None = None) -> None:
+    """The duplicate-name rule: a study name (its MLflow experiment) belongs to one study file.
+
+    The experiment is created here, on the driver, tagged with the study file's basename. Running
+    the same file again (edited, or with ``--set``) is a new parent run under it; another file that
+    uses the same name is refused with ``StudyError`` (exit 2) before anything starts. An experiment
+    without the tag (made before the rule, or by hand) is accepted and tagged.
+    """
+    from grokray.study import StudyError
+
+    client = MlflowClient(uri or tracking_uri())
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        client.create_experiment(study_name, tags={STUDY_FILE_TAG: study_file})
+        return
+    owner = experiment.tags.get(STUDY_FILE_TAG)
+    if owner is None:
+        client.set_experiment_tag(experiment.experiment_id, STUDY_FILE_TAG, study_file)
+    elif owner != study_file:
+        raise StudyError(
+            "name",
+            f"study {study_name!r} already exists in MLflow (from {owner}); "
+            "rename the study in this file or use that file",
+        )
+
+
 def jsonable(value: Any) -> Any:
     """Strict JSON values: NaN/inf (an estimate that is not identifiable) become null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -257,7 +284,11 @@ def jsonable(value: Any) -> Any:
 
 def latest_study_run(study_name: str, uri: str | None = None) -> tuple[MlflowClient, Any]:
     """The newest parent run of ``study_name`` that has an estimate; raises LookupError if none."""
-    client = MlflowClient(uri or tracking_uri())
+    uri = uri or tracking_uri()
+    database = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if database and database != ":memory:" and not Path(database).exists():  # do not create it
+        raise LookupError(f"no study named {study_name!r} in {uri}; found: none (no such database)")
+    client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study_name)
     if experiment is None:
         names = [e.name for e in client.search_experiments()]

@@ -140,3 +140,22 @@ def test_shipped_studies_validate():
         for quick in (False, True):
             study = load_study(path, quick=quick)
             assert study.total_trials >= 1
+
+
+def test_linked_values_follow_the_searched_one_and_yield_to_set():
+    from grokray.study import grid as grid_dim
+
+    study = Study(
+        name="linked",
+        space={"optimizer": grid_dim(["adamw", "wand"])},
+        linked={"optimizer": {"wand": {"lr": 0.5}}},
+        config={"lr": 1e-3},
+        sampler="grid",
+    ).validate()
+    assert study.resolve({"optimizer": "adamw"})["lr"] == 1e-3
+    assert study.resolve({"optimizer": "wand"})["lr"] == 0.5
+    pinned = study.with_overrides(["lr=0.01"]).validate()
+    assert pinned.resolve({"optimizer": "wand"})["lr"] == 0.01
+    with pytest.raises(StudyError) as err:
+        Study(name="bad", linked={"optimizer": {"wand": {"lr": -1}}}, seeds=2, num_samples=1).validate()
+    assert err.value.field == "lr"

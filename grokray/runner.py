@@ -316,7 +316,7 @@ def retry_tracking(study_name: str, call: Callable[..., Any], *args: Any) -> Any
         try:
             result = call(*args)
         except Exception as err:
-            if time.monotonic() > deadline:
+            if not _is_outage(err) or time.monotonic() > deadline:
                 raise
             if not warned:
                 print(f"[{study_name}] tracking server unreachable ({type(err).__name__}); "
@@ -328,6 +328,15 @@ def retry_tracking(study_name: str, call: Callable[..., Any], *args: Any) -> Any
         if warned:
             print(f"[{study_name}] tracking server back; nothing lost", file=sys.stderr, flush=True)
         return result
+
+
+def _is_outage(err: BaseException) -> bool:
+    """A tracking server that does not answer (worth waiting for), not a bug (worth raising)."""
+    if isinstance(err, (OSError, TimeoutError)):  # requests' errors are OSErrors
+        return True
+    message = str(err)
+    markers = ("API request", "Connection", "Max retries", "timed out", "503", "502")
+    return type(err).__name__ == "MlflowException" and any(marker in message for marker in markers)
 
 
 class MLflowCallback(Callback):

@@ -66,3 +66,16 @@ def test_bad_plots_are_refused(plot, field):
     with pytest.raises(StudyError) as err:
         Study(name="x", plots=[plot], num_samples=1, seeds=2).validate()
     assert err.value.field == field
+
+
+def test_log_axes_without_positive_values_still_draw(tmp_path):
+    """Nobody grokked: every grokking_delay is missing, a log y axis must not break the figure."""
+    table = _table().assign(grokking_delay=None)
+    curves = pd.DataFrame(
+        [{"trial_id": t, "step": s, "val_loss": 0.0} for t in table["trial_id"] for s in (0, 10)]
+    )
+    plots = [
+        Plot("trials", x="reg_strength", y="grokking_delay", color="regularizer", logx=True, logy=True),
+        Plot("curves", y="val_loss", color="regularizer", logy=True),
+    ]
+    assert len(study_plots(plots, table, curves, tmp_path)) == 2

@@ -5,6 +5,7 @@ Same conventions as ``plots.py``: matplotlib's object-oriented API, Agg, no pypl
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,10 @@ def plot_trials(table: pd.DataFrame, plot: Any, path: str | Path) -> Path:
         mean = group.groupby("x")["y"].mean().dropna()
         ax.plot(mean.index, mean.values, "-o", ms=4, lw=1.6, color=color, label=f"{plot.color}={label}")
     missing = int(data["y"].isna().sum())
-    if plot.logx:
+    drawn = data.dropna(subset=["y"])  # a log axis needs positive data to place its ticks
+    if plot.logx and (pd.to_numeric(drawn["x"], errors="coerce") > 0).any():
         ax.set_xscale("log")
-    if plot.logy:
+    if plot.logy and (drawn["y"] > 0).any():
         ax.set_yscale("log")
     ax.set_xlabel(plot.x)
     ax.set_ylabel(plot.y)
@@ -143,7 +145,7 @@ def plot_curves(curves: pd.DataFrame, table: pd.DataFrame, plot: Any, path: str 
         ax.legend(handles=handles, fontsize=8)
     if plot.logx:
         ax.set_xscale("symlog")
-    if plot.logy:
+    if plot.logy and (pd.to_numeric(curves[plot.y], errors="coerce") > 0).any():
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(plot.y)
@@ -159,12 +161,15 @@ def study_plots(
     paths = []
     for plot in plots:
         path = Path(out_dir) / plot.file_name()
-        if plot.kind == "trials":
-            paths.append(plot_trials(table, plot, path))
-        elif plot.kind == "phase":
-            paths.append(plot_phase(table, plot, path))
-        elif plot.kind == "curves":
-            paths.append(plot_curves(curves if curves is not None else pd.DataFrame(), table, plot, path))
+        try:
+            if plot.kind == "trials":
+                paths.append(plot_trials(table, plot, path))
+            elif plot.kind == "phase":
+                paths.append(plot_phase(table, plot, path))
+            elif plot.kind == "curves":
+                paths.append(plot_curves(curves if curves is not None else pd.DataFrame(), table, plot, path))
+        except Exception as err:  # a figure must never cost the study its results
+            print(f"grokray: plot {plot.file_name()} skipped: {type(err).__name__}: {err}", file=sys.stderr)
     return paths
 
 

@@ -215,8 +215,9 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         optuna_storage=args.optuna_storage or os.environ.get("GROKRAY_OPTUNA_STORAGE") or None,
     )
     print()
+    what = "Critical data size" if summary.get("sweeps_size", True) else "Outcomes"
     print(
-        f"Critical data size of {study.name} (budget {summary['budget_steps']} steps, op {summary['op']}, "
+        f"{what} of {study.name} (budget {summary['budget_steps']} steps, op {summary['op']}, "
         f"p={summary['p']}, regularizer {summary['regularizer']}):"
     )
     print(summary["table"])

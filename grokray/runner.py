@@ -867,6 +867,41 @@ def trial_table(study: Study, results: Any) -> pd.DataFrame:
     return table
 
 
+def outcome_summary(study: Study, table: pd.DataFrame) -> str:
+    """Per searched config (seeds pooled): runs, grokked, mean grokking step and delay, phases."""
+    names = [k for k in study.searched_names() if k in table]
+    if table.empty:
+        return "(no trials)"
+    groups = table.groupby(names, sort=True, dropna=False) if names else [((), table)]
+    rows = []
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{n}={v}" for n, v in zip(names, key, strict=True)) or "all"
+        phases = (
+            part["doshi_phase"] if "doshi_phase" in part and part["corruption"].gt(0).any() else part["phase"]
+        )
+        rows.append(
+            [
+                label,
+                f"{int(part['grokked'].fillna(False).astype(bool).sum())}/{len(part)}",
+                _mean_text(part["grokking_step"]),
+                _mean_text(part["grokking_delay"]),
+                f"{pd.to_numeric(part['final_val_acc'], errors='coerce').mean():.3f}",
+                ", ".join(sorted({str(v) for v in phases.dropna()})),
+            ]
+        )
+    header = ["config", "grokked", "grokking step", "grokking delay", "val acc", "phase"]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
+    )
+
+
+def _mean_text(values: pd.Series) -> str:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return f"{numbers.mean():.0f}" if len(numbers) else "-"
+
+
 def finish_study(
     study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], store: Storage
 ) -> dict[str, Any]:
@@ -915,7 +950,10 @@ def finish_study(
         }
     )
     tracker.set_study_tags({"grokray.has_estimate": "true"})
-    summary["table"] = format_estimates(estimates)
+    summary["sweeps_size"] = size_col in study.space
+    summary["table"] = (
+        format_estimates(estimates) if summary["sweeps_size"] else outcome_summary(study, table)
+    )
     summary["results_dir"] = store.show(out_dir)
     summary["parent_run_id"] = tracker.parent_run_id
     return summary

@@ -3,10 +3,13 @@ delays generalization after memorization, the delay scaling like 1/(lr·β).
 
 Modular addition p=97 at training fraction 0.4, an MLP with per-operand embeddings, Adam without
 weight decay, and a non-squared penalty β·‖W‖ (ℓ1, ℓ2 or nuclear, summed over weight matrices)
-with β on a log grid. The headline plot is the grokking delay (steps from memorization to
-generalization) against β, one line per norm: on log-log axes a slope near −1 is the paper's
-1/(lr·β) law. The sparse-recovery and depth experiments of the paper are
-``studies/sparse_recovery.py``.
+with β on a log grid. Measured with ``grokray trial``: at β = 1e-3, ℓ2 memorizes by step 500
+and generalizes at 3600 (delay 3100), nuclear at 3200 (delay 2700), while ℓ1 (Σ|W| is ~100x
+‖W‖_F here) does not even fit the training set (its useful β lie lower on the grid). If the
+delay goes as 1/β, ℓ2 and nuclear run past the budget below ~1e-4. The headline plot is the
+grokking delay (steps from memorization to generalization) against β, one line per norm: on
+log-log axes a slope near −1 is the paper's 1/(lr·β) law. The sparse-recovery and depth
+experiments of the paper are ``studies/sparse_recovery.py``.
 """
 
 from grokray import Plot, Study, grid
@@ -31,7 +34,9 @@ study = Study(
     },
     space={
         "regularizer": grid(["l1", "l2", "nuclear"]),
-        "reg_strength": grid([1e-4, 3e-4, 1e-3, 3e-3]),
+        # the penalties differ in size (Σ|W| over all weights is ~100x ‖W‖_F here), so the grid
+        # spans the range where each of them still lets the network memorize first
+        "reg_strength": grid([1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
     },
     seeds=2,
     sampler="grid",

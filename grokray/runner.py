@@ -406,11 +406,23 @@ class MLflowCallback(Callback):
         self._end(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        trace = trial.get_error() or ""
-        lines = [line for line in str(trace).splitlines() if line.strip()]
+        trace = _error_text(trial)
+        lines = [line for line in trace.splitlines() if line.strip()]
         self._end(
             trial, "FAILED", (lines[-1] if lines else "trial failed") + " (trace: the trial's error.txt)"
         )
+
+
+def _error_text(trial: Any) -> str:
+    """The trial's error trace. Tune writes it to the trial's local directory first and syncs it
+    to storage later, where ``get_error`` reads it: read the local file, then storage."""
+    local = getattr(trial, "error_file", None)
+    try:
+        if local and Path(local).exists():
+            return Path(local).read_text(errors="replace")
+        return str(trial.get_error() or "")
+    except OSError:
+        return ""
 
 
 def _replica_rows(

@@ -230,7 +230,10 @@ def test_a_trial_that_keeps_failing_is_recorded_and_the_study_goes_on(tmp_path):
     trials = {float(r.data.params["train_fraction"]): r for r in by_role["trial"]}
     assert trials[0.8].info.status == "FINISHED" and trials[0.8].data.tags["grokked"] == "True"
     assert trials[0.2].info.status == "FAILED" and trials[0.2].data.tags["stop_reason"] == "failed"
-    assert "injected fault at step 1000" in trials[0.2].data.tags["error"]
+    # the last attempt's error: the retry resumed from the checkpoint at step 1000 and met the
+    # fault again at its next evaluation
+    assert "RuntimeError: injected fault at step 10" in trials[0.2].data.tags["error"]
+    assert "(raise-always@1000)" in trials[0.2].data.tags["error"]
     table = pd.read_parquet(tmp_path / "results" / "critical-size" / "trials.parquet")
     assert table.set_index("train_fraction")["failed"].to_dict() == {0.2: True, 0.8: False}
     assert "1 failed" in result.stdout

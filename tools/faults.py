@@ -291,7 +291,16 @@ def kill_driver_then_resume(work: Workdir, rng: random.Random, fault: dict[str, 
     first = out.finish(RUN_TIMEOUT_S)
     code = out.proc.returncode
     fault["exit_code"] = code
-    if fault["landed"] and sig == signal.SIGTERM and (code != 130 or "--resume" not in first):
+    # a kill that lands after the study has printed its answer (Ray shutting down) ends a finished
+    # study: nothing to resume, and the checks below still count every run
+    after_finish = "MLflow parent run:" in first
+    fault["after_finish"] = after_finish
+    if (
+        fault["landed"]
+        and sig == signal.SIGTERM
+        and not after_finish
+        and (code != 130 or "--resume" not in first)
+    ):
         problems.append(f"SIGTERM: exit {code}, want 130 and a --resume hint")
     work.reap()  # the local Ray the dead driver left behind
     resumed = grokray(work, [*FOUR_TRIALS, "--resume"], env)

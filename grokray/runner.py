@@ -251,8 +251,12 @@ def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) ->
     run = ReplicaRun(configs, None, stop_on_grok=early_stop)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            run.load_state_dict(torch.load(Path(directory) / "state.pt", weights_only=False))
+        state, registered_step = newest_checkpoint_state(checkpoint.filesystem, checkpoint.path)
+        run.load_state_dict(state)
+        # the evaluations after the checkpoint Tune knows may never have reached the driver's
+        # files: report them again (the MLflow callback and the curves skip steps they have)
+        for result in replayed_results(run.histories, registered_step, configs[0]):
+            tune.report({**result, "ray_node_id": node_id, "replayed": True})
     last_saved = time.monotonic()
 
     def on_eval(records: list[dict[str, Any]]) -> None:
@@ -268,6 +272,65 @@ def run_trial(sampled: dict[str, Any], study: Study, early_stop: bool = True) ->
 
     run.on_eval = _with_fault_injection(on_eval, run)
     run.run()
+
+
+def newest_checkpoint_state(filesystem: Any, registered: str) -> tuple[dict[str, Any], int]:
+    """The run state to resume from: the furthest-trained loadable ``state.pt`` among the one Tune
+    hands back (``registered``) and the trial's checkpoints after it; and the registered one's step.
+
+    A report's checkpoint is on storage before the driver learns of it, and Tune registers it
+    only after the driver has logged the report's result: a driver stopped or killed in between
+    leaves the experiment state naming the checkpoint before, and resuming from that one would
+    train those steps twice. Tune numbers the checkpoints of a resumed trial on from the
+    registered one, over older unregistered ones, so the step decides, not the number. A
+    checkpoint cut short by the kill does not load and is passed over."""
+    import io
+
+    import pyarrow.fs as pafs
+    import torch
+
+    def load(path: str) -> dict[str, Any]:
+        with filesystem.open_input_stream(f"{path}/state.pt") as stream:
+            return torch.load(io.BytesIO(stream.read()), weights_only=False)
+
+    def index_of(name: str) -> int | None:
+        digits = name.removeprefix("checkpoint_")
+        return int(digits) if name.startswith("checkpoint_") and digits.isdigit() else None
+
+    best = load(registered)
+    registered_step = int(best["step"])
+    parent, _, name = registered.rstrip("/").rpartition("/")
+    registered_index = index_of(name)
+    if registered_index is None:
+        return best, registered_step
+    for info in filesystem.get_file_info(pafs.FileSelector(parent)):
+        index = index_of(info.base_name)
+        if info.type != pafs.FileType.Directory or index is None or index <= registered_index:
+            continue
+        try:
+            state = load(info.path)
+        except Exception:  # written only in part when the driver died
+            continue
+        if state["step"] > best["step"]:
+            best = state
+    return best, registered_step
+
+
+def replayed_results(
+    histories: list[list[dict[str, Any]]], after_step: int, config: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The trial results of every evaluation after ``after_step``, rebuilt from the replicas'
+    histories in a checkpoint as ``run_trial`` reported them."""
+    steps = sorted({r["step"] for history in histories for r in history if r["step"] > after_step})
+    results = []
+    for step in steps:
+        latest = {}
+        for row, history in enumerate(histories):
+            upto = [record for record in history if record["step"] <= step]
+            if upto:
+                latest[row] = upto[-1]
+        results.append(trial_result(latest, config))
+    return results
 
 
 def _with_fault_injection(
@@ -373,11 +436,24 @@ class MLflowCallback(Callback):
         return retry_tracking(self.study.name, call, *args)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        curves: dict[str, pd.DataFrame] | None = None
         for replica, config in enumerate(replica_configs(self.study, trial.config)):
             key = run_key(trial.trial_id, replica)
             name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{key}]"
             tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
             self.logged_until[key] = self._retry(self.tracker.start_trial, key, name, config, tags)
+            if self.logged_until[key] < 0:
+                continue
+            # a restarted trial: log what its result.json on storage has that a stopped or killed
+            # driver had not sent yet
+            if curves is None:
+                curves = _trial_curves(trial.path, trial.trial_id, trial.storage.storage_filesystem)
+            frame = curves.get(key)
+            if frame is not None:
+                for record in frame[frame["step"] > self.logged_until[key]].to_dict("records"):
+                    record = {k: v for k, v in record.items() if k != "trial_id" and pd.notna(v)}
+                    self.tracker.log_trial_metrics(key, record, curve_keys(record))
+                    self.logged_until[key] = int(record["step"])
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         for replica, record in (result.get("replicas") or {}).items():
@@ -404,6 +480,11 @@ class MLflowCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FINISHED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # also on Ctrl-C / SIGTERM, where Tune ends the experiment early: send what is queued
+        if self.tracker is not None:
+            self._retry(self.tracker.flush)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         trace = _error_text(trial)

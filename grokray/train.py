@@ -541,7 +541,7 @@ class ReplicaRun:
         """
         started = time.perf_counter() - self.elapsed
         step, resumed = self.step, self.resumed
-        while True:
+        while self.active:  # none when resumed from the checkpoint of a finished run
             if not resumed and (step % self.eval_every == 0 or step == self.steps):
                 records = self._evaluate(step, started)
                 self._drop_finished(records)
@@ -586,8 +586,14 @@ class ReplicaRun:
         device = self.device
         self.step, self.elapsed, self.resumed = state["step"], state["elapsed"], True
         self.active = list(state["active"])
+        self.histories, self.outcomes = state["histories"], state["outcomes"]
+        self.ever_generalized = list(state["ever_generalized"])
+        for onset, onset_state in zip(self.onsets, state["onsets"], strict=True):
+            onset.load_state_dict(onset_state)
+        if not self.active:  # a finished run: its records and outcomes are all there is to resume
+            return
         if len(self.active) < len(self.configs):  # shrink every per-replica part to the saved rows
-            self.model.keep(torch.tensor(self.active, device=device))
+            self.model.keep(torch.tensor(self.active, dtype=torch.long, device=device))
         for name, value in state["params"].items():
             getattr(self.model, name).data = value.to(device)
         params = list(self.model.parameters())
@@ -601,7 +607,3 @@ class ReplicaRun:
             self.batches = kept
         for name, value in state["rows"].items():
             setattr(self, name, value.to(device))
-        for onset, onset_state in zip(self.onsets, state["onsets"], strict=True):
-            onset.load_state_dict(onset_state)
-        self.ever_generalized = list(state["ever_generalized"])
-        self.histories, self.outcomes = state["histories"], state["outcomes"]

@@ -190,3 +190,54 @@ def test_a_study_on_s3_is_interrupted_and_a_plain_rerun_continues_it(s3, tmp_pat
     assert estimate["n_trials"] == 3
     assert store.exists(store.join("critical-size", "p_grok_vs_fraction.png"))
     assert not (tmp_path / "results").exists()  # nothing went to the local default
+
+
+def test_a_resumed_trial_takes_its_furthest_trained_checkpoint_not_the_registered_one(tmp_path):
+    """Tune hands back the checkpoint its experiment state names; a later one on storage (written
+    before a stopped driver registered it) wins by step, a half-written one is passed over, and a
+    stale one Tune's renumbering left behind (higher number, fewer steps) loses."""
+    import pyarrow.fs as pafs
+    import torch
+
+    from grokray.runner import newest_checkpoint_state
+
+    def write(index: int, step: int | None) -> str:
+        directory = tmp_path / f"checkpoint_{index:06d}"
+        directory.mkdir()
+        if step is None:
+            (directory / "state.pt").write_bytes(b"PK\x03\x04 cut short")
+        else:
+            torch.save({"step": step}, directory / "state.pt")
+        return str(directory)
+
+    registered = write(1, 100)
+    write(2, 300)
+    write(3, None)  # the kill landed while it was being written
+    write(4, 200)  # left over from an earlier attempt, since overwritten up to index 2
+    fs = pafs.LocalFileSystem()
+    assert newest_checkpoint_state(fs, registered) == ({"step": 300}, 100)
+    assert newest_checkpoint_state(fs, str(tmp_path / "checkpoint_000002")) == ({"step": 300}, 300)
+    with pytest.raises(Exception):  # noqa: B017 - the registered checkpoint itself must load
+        newest_checkpoint_state(fs, str(tmp_path / "checkpoint_000003"))
+
+
+def test_replayed_results_rebuild_each_evaluation_after_the_registered_step():
+    """Two replicas, the second done at step 100: the results after step 50 are those the trial
+    reported at steps 100 and 150 (the finished replica keeps its last record)."""
+    from grokray.runner import replayed_results
+
+    def record(replica: int, step: int, reason: str = "running") -> dict:
+        return {"replica": replica, "step": step, "grokked": reason == "grokked",
+                "grokking_step": step if reason == "grokked" else None, "stop_reason": reason,
+                "val_acc": step / 1000}  # fmt: skip
+
+    histories = [
+        [record(0, 0), record(0, 50), record(0, 100), record(0, 150, "budget")],
+        [record(1, 0), record(1, 50), record(1, 100, "grokked")],
+    ]
+    results = replayed_results(histories, 50, {"train_fraction": 0.5, "steps": 150})
+    assert [r["step"] for r in results] == [100, 150]
+    assert [r["stop_reason"] for r in results] == ["running", "done"]
+    assert results[1]["replicas"]["1"]["step"] == 100 and results[1]["n_grokked"] == 1
+    assert results[0]["boundary_score"] == (1.5 + 0.5) / 2  # replica 0 not grokked, replica 1 grokked
+    assert replayed_results(histories, 150, {"train_fraction": 0.5, "steps": 150}) == []

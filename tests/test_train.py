@@ -242,3 +242,19 @@ def test_checkpoint_resume_continues_bit_for_bit():
         assert {k: got[k] for k in ("grokking_step", "steps_run", "stop_reason")} == {
             k: want[k] for k in ("grokking_step", "steps_run", "stop_reason")
         }
+
+
+def test_a_run_resumed_from_its_final_checkpoint_trains_nothing_and_keeps_its_outcomes():
+    """The checkpoint a finished trial leaves (every replica done, the batch not shrunk) loads into
+    a fresh run that returns the same outcomes without a single step."""
+    from grokray.train import ReplicaRun
+
+    configs = [config(p=31, width=32, embed_dim=8, steps=100, eval_every=50, seed=s) for s in (0, 1)]
+    finished = ReplicaRun(configs, None, stop_on_grok=True)
+    outcomes = finished.run()
+    resumed = ReplicaRun(configs, None, stop_on_grok=True)
+    resumed.load_state_dict(finished.state_dict())
+    steps = []
+    resumed.on_eval = lambda records: steps.append(resumed.step)
+    assert resumed.run() == outcomes and steps == [] and not resumed.active
+    assert resumed.latest_records() == finished.latest_records()

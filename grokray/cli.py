@@ -216,9 +216,12 @@ def _run(study: Any, args: argparse.Namespace) -> int:
     )
     print()
     what = "Critical data size" if summary.get("sweeps_size", True) else "Outcomes"
+    task = (  # op and p mean something for modular arithmetic only
+        f"op {summary['op']}, p={summary['p']}" if summary["task"] == "modular" else f"task {summary['task']}"
+    )
     print(
-        f"{what} of {study.name} (budget {summary['budget_steps']} steps, op {summary['op']}, "
-        f"p={summary['p']}, regularizer {summary['regularizer']}):"
+        f"{what} of {study.name} (budget {summary['budget_steps']} steps, {task}, "
+        f"regularizer {summary['regularizer']}):"
     )
     print(summary["table"])
     print(

@@ -1010,6 +1010,7 @@ def finish_study(
     summary = {
         "study": study.name,
         "budget_steps": int(study.resolve({})["steps"]),
+        "task": study.resolve({})["task"],
         "op": study.resolve({})["op"],
         "p": study.resolve({})["p"],
         "regularizer": study.resolve({})["regularizer"],

@@ -246,6 +246,21 @@ def coerce(name: str, value: Any) -> Any:
 TEXT_COLUMNS = ("text", "label")
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_data_file(data_path: str) -> Path | None:
+    """A dataset file as given (absolute, or relative to the working directory), else relative to
+    the project root, where ``data/`` ships; None if neither is a file. The same rule at
+    validation and in the trials (whose working directory Ray sets)."""
+    path = Path(data_path).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_absolute() and (PROJECT_ROOT / path).is_file():
+        return PROJECT_ROOT / path
+    return None
+
+
 def _check_text_dataset(path: str) -> None:
     """The text task's dataset: an existing .csv or .parquet file with ``text`` and ``label`` columns.
 
@@ -255,8 +270,8 @@ def _check_text_dataset(path: str) -> None:
     allowed = "a .csv or .parquet file with columns text and label"
     if not path:
         raise StudyError("data_path", f"task=text needs a dataset; allowed: {allowed}")
-    file = Path(path).expanduser()
-    if not file.is_file():
+    file = find_data_file(path)
+    if file is None:
         raise StudyError("data_path", f"no such file: {path}; allowed: {allowed}")
     suffix = file.suffix.lower()
     if suffix not in (".csv", ".parquet"):

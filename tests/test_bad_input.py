@@ -488,6 +488,22 @@ def test_text_dataset_that_does_not_exist(tmp_path):
     assert "no such file" in str(err.value) and "columns text and label" in str(err.value)
 
 
+def test_a_relative_dataset_path_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    """The text study names data/text_sample.csv relative to the project: it validates when run
+    from elsewhere, as its trials (in Ray's working directories) find it; a file in the working
+    directory wins."""
+    from grokray.study import find_data_file, load_study
+
+    monkeypatch.chdir(tmp_path)
+    study = load_study(Path(__file__).resolve().parents[1] / "studies/critical_size_text.py", quick=True)
+    found = find_data_file(study.config["data_path"])
+    assert found is not None and found.is_absolute() and found.name == "text_sample.csv"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "text_sample.csv").write_text("text,label\na,0\nb,1\n")
+    assert find_data_file("data/text_sample.csv") == Path("data/text_sample.csv")
+    assert find_data_file("data/nothing.csv") is None
+
+
 def test_text_dataset_not_given():
     with pytest.raises(StudyError) as err:
         check_config(_text_config(""))

@@ -319,12 +319,13 @@ def sigterm(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran:
 
 
 def _result_steps(work: Workdir) -> dict[str, list[int]]:
-    """Each Tune trial's evaluation steps, from its ``result.json``, by Tune trial id."""
+    """Each Tune trial's evaluation steps, from its ``result.json``, by Tune trial id (without the
+    evaluations a resumed trial reported again from its checkpoint, marked ``replayed``)."""
     steps = {}
     for result_file in (work.path / "results" / STUDY_NAME).glob("*/result.json"):
         records = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         if records:
-            steps[records[0]["trial_id"]] = [r["step"] for r in records]
+            steps[records[0]["trial_id"]] = [r["step"] for r in records if not r.get("replayed")]
     return steps
 
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
+from grokray.study import find_data_file
 from grokray.tasks.pool import Pool
 
 PAD, UNK, CLS = 0, 1, 2
 N_SPECIAL = 3
 WORD_RE = re.compile(r"\w+(?:'\w+)?")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def words(text: str) -> list[str]:
@@ -52,10 +52,8 @@ def resolve_data_path(data_path: str) -> Path:
     """``data_path`` as given, else (if relative) relative to the project root, where data/ ships."""
     if not data_path:
         raise ValueError("data_path: is empty; the text task needs a CSV or Parquet file (text, label)")
-    path = Path(data_path).expanduser()
-    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
-        path = PROJECT_ROOT / path
-    if not path.is_file():
+    path = find_data_file(data_path)
+    if path is None:
         raise ValueError(f"data_path: no such file: {data_path}")
     return path
 

@@ -320,6 +320,7 @@ class ReplicaRun:
         self.step, self.elapsed, self.resumed = 0, 0.0, False
         self.histories: list[list[dict[str, Any]]] = [[] for _ in configs]
         self.outcomes: list[dict[str, Any] | None] = [None] * len(configs)
+        self._gathered: tuple[torch.Tensor, ...] | None = None
 
     # -- arithmetic -------------------------------------------------------------------------------
 
@@ -348,16 +349,28 @@ class ReplicaRun:
             return ((outputs[..., 0] - targets).abs() <= self.pool.tolerance).to(outputs.dtype)
         return (outputs.argmax(dim=-1) == targets).to(outputs.dtype)
 
+    def _full_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every replica's training inputs and targets, gathered once (not at every step) until
+        replicas leave the batch or a checkpoint loads, which replace the row tensors."""
+        cached = self._gathered
+        if cached is None or cached[0] is not self.train_index or cached[1] is not self.targets:
+            index = self.train_index
+            cached = (index, self.targets, self.inputs[index], torch.gather(self.targets, 1, index))
+            self._gathered = cached
+        return cached[2], cached[3]
+
     def _train_step(self) -> None:
         if self.batches is None:
-            index, weight = self.train_index, self.train_weight
+            weight = self.train_weight
+            inputs, targets = self._full_batch()
         else:
             picks = torch.stack([b.next() for b in self.batches])  # type: ignore[misc]
             index = torch.gather(self.train_index, 1, picks)
             weight = torch.full(index.shape, 1.0 / index.shape[1], device=self.device)
+            inputs, targets = self.inputs[index], torch.gather(self.targets, 1, index)
         params = list(self.model.parameters())
         perturbed = self.weight_noise.perturb(params)
-        losses = self._losses(self._forward(self.inputs[index]), torch.gather(self.targets, 1, index))
+        losses = self._losses(self._forward(inputs), targets)
         per_replica = losses.mean(dim=1) if self.equal_sizes and self.batches is None else (
             losses * weight).sum(dim=1)  # fmt: skip
         self.optimizer.zero_grad()

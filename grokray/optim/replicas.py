@@ -80,6 +80,16 @@ class ReplicaOptimizer:
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.params]
         self.noise = ReplicaNoise(self.params, configs)
         self.wand = Wand(self.params, configs) if self.kind == "wand" else None
+        self._columns: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def _hyper(self, i: int, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """lr, weight decay and AdamW's decay factor 1 - lr·wd of parameter ``i`` as (R, 1, …)
+        columns: the same tensors every step until replicas leave or a checkpoint loads (made
+        once, not 2 small tensors and 2 ops per parameter and step)."""
+        if i not in self._columns:
+            lr, wd = column(self.lr, p), column(self.weight_decay, p)
+            self._columns[i] = (lr, wd, 1 - lr * wd)
+        return self._columns[i]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -93,10 +103,10 @@ class ReplicaOptimizer:
                 raise ValueError("optimizer: wand needs each replica's training loss: step(losses=...)")
             self.wand.step(losses)
             return
-        for p, state in zip(self.params, self.state, strict=True):
+        for i, (p, state) in enumerate(zip(self.params, self.state, strict=True)):
             if p.grad is None:
                 continue
-            lr, wd = column(self.lr, p), column(self.weight_decay, p)
+            lr, wd, decay = self._hyper(i, p)
             grad = p.grad
             if self.kind == "sgd":
                 if any(self.weight_decay):
@@ -111,7 +121,7 @@ class ReplicaOptimizer:
                 p.sub_(lr * grad)
                 continue
             if self.kind == "adamw":
-                p.mul_(1 - lr * wd)
+                p.mul_(decay)
             elif any(self.weight_decay):  # adam: coupled L2
                 grad = grad.add(p * wd)
             if not state:
@@ -130,6 +140,7 @@ class ReplicaOptimizer:
         """Follow the model's ``keep``: slice the per-replica state and hyperparameters."""
         rows = index.tolist()
         self.params = list(params)
+        self._columns.clear()
         self.lr = [self.lr[i] for i in rows]
         self.weight_decay = [self.weight_decay[i] for i in rows]
         for state in self.state:
@@ -158,6 +169,7 @@ class ReplicaOptimizer:
         if params is not None:
             self.params = list(params)
         device = self.params[0].device
+        self._columns.clear()
         self.step_count = state["step_count"]
         self.lr = list(state["lr"])
         self.weight_decay = list(state["weight_decay"])

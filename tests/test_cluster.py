@@ -65,7 +65,7 @@ def cluster():
         nodes["worker"] = _start(["--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                                   "--disable-usage-stats"], env)  # fmt: skip
         _wait_for_nodes(address, 2, env)
-        yield address, env, nodes
+        yield address, env, nodes, Path(temp)
     finally:
         for node in nodes.values():
             try:
@@ -76,7 +76,7 @@ def cluster():
 
 
 def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_path):
-    address, env, nodes = cluster
+    address, env, nodes, temp = cluster
     env = {
         **env,
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -95,11 +95,17 @@ def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_p
     try:
         # wait until trials report from both nodes (1 CPU per node, 1 CPU per trial), then kill one;
         # these small fractions do not grok, so each trial trains its whole 3000-step budget and
-        # the worker's trial is still in flight when its node dies
+        # the worker's trial is still in flight when its node dies. The driver writes each result
+        # to its staging directory in the cluster's session at once; Tune copies it to the
+        # results directory only every few minutes (and at the end), too late to watch there.
+        def live_nodes() -> set[str]:
+            staging = temp.glob("session_*/artifacts/*/critical-size/driver_artifacts")
+            return set().union(*(_nodes_reporting(directory) for directory in staging))
+
         deadline = time.monotonic() + 180
-        while len(_nodes_reporting(results)) < 2 and study.poll() is None and time.monotonic() < deadline:
+        while len(live_nodes()) < 2 and study.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert len(_nodes_reporting(results)) == 2, "".join(lines)[-3000:]
+        assert len(live_nodes()) == 2, "".join(lines)[-3000:]
         os.killpg(nodes["worker"].pid, signal.SIGKILL)
         study.wait(timeout=400)
         reader.join(timeout=10)
@@ -124,6 +130,8 @@ def _nodes_reporting(results: Path, trial: str = "*") -> set[str]:
     nodes = set()
     for result_file in results.glob(f"{trial}/result.json"):
         for line in result_file.read_text().splitlines():
-            if line.strip():
+            try:
                 nodes.add(json.loads(line)["ray_node_id"])
+            except ValueError:  # empty, or the line the driver is writing right now
+                continue
     return nodes

@@ -448,11 +448,13 @@ def worker_kill(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran
             "--set", "steps=3000", "--set", "max_failures=3"]  # fmt: skip
     out = grokray(work, args, env)
     problems = []
-    results = work.path / "results" / STUDY_NAME
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while len(_nodes_reporting(results)) < 2 and out.proc.poll() is None and time.monotonic() < deadline:
+    # the driver's staging copy of the results, written at once (Tune copies it to the results
+    # directory only every few minutes and at the end)
+    staging = work.path / "ray"
+    while len(_nodes_reporting(staging)) < 2 and out.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    if len(_nodes_reporting(results)) == 2 and sleep_into_window(out.proc, rng, fault):
+    if len(_nodes_reporting(staging)) == 2 and sleep_into_window(out.proc, rng, fault):
         fault["landed"] = True
         os.killpg(worker.pid, signal.SIGKILL)
     else:
@@ -477,12 +479,15 @@ def _wait_for_nodes(address: str, count: int, env: dict[str, str]) -> None:
     raise RuntimeError(f"the Ray cluster did not reach {count} nodes")
 
 
-def _nodes_reporting(results: Path) -> set[str]:
+def _nodes_reporting(directory: Path) -> set[str]:
+    """The Ray nodes named in the trials' result.json files anywhere under ``directory``."""
     nodes = set()
-    for result_file in results.glob("*/result.json"):
+    for result_file in directory.rglob("result.json"):
         for line in result_file.read_text().splitlines():
-            if line.strip():
+            try:
                 nodes.add(json.loads(line).get("ray_node_id"))
+            except ValueError:  # empty, or the line the driver is writing right now
+                continue
     return nodes - {None}
 
 

@@ -1,6 +1,7 @@
 """Throughput of grokray's trainer as ratios against the plain PyTorch loop of ``bench.plain_loop``.
 
-Run ``python -m bench.bench [--quick] [--json PATH] [--device cpu|cuda] [--study | --study-full]``.
+Run ``python -m bench.bench [--quick] [--json PATH] [--device cpu|cuda] [--study | --study-quick]
+[--study-only]``.
 On a shared 2-core CPU ``--quick`` takes ~1 minute; the full run ~20 (R up to 64 on p=97).
 
 Shared machines make absolute timings noisy, so every figure that is judged is a ratio: each
@@ -365,7 +366,9 @@ def check_targets(rows: list[dict[str, Any]], device: str) -> list[dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------
-# The study: wall clock with and without onset early stopping
+# The study: wall clock with and without early stopping (onset and monotone rules)
+
+STUDY_SAVED_TARGET = 0.5  # "early stopping saves >= 50 % of the default study's step budget"
 
 
 def run_study(full: bool) -> dict[str, Any]:
@@ -392,14 +395,30 @@ def run_study(full: bool) -> dict[str, Any]:
             print(f"    {wall:.1f} s, exit {proc.returncode}", flush=True)
 
     with_stop, without = runs["early stop"], runs["no early stop"]
-    a, b = with_stop.get("critical_fraction"), without.get("critical_fraction")
-    agree = (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-6)
+
+    def same(key: str) -> bool:
+        a, b = with_stop.get(key), without.get(key)
+        if _missing(a) or _missing(b):
+            return _missing(a) and _missing(b)
+        return abs(a - b) <= 1e-6
+
+    agree = all(same(key) for key in ("critical_fraction", "ci_low", "ci_high"))
+    saved = with_stop.get("budget_saved")
     return {
         "profile": "full" if full else "quick",
         "runs": runs,
         "wall_ratio": with_stop["wall_s"] / without["wall_s"],
         "estimates_agree": agree,
+        "target": {
+            "target": f"early stop saves >= {STUDY_SAVED_TARGET:.0%} of the budget, same estimate",
+            "saved": saved,
+            "status": "PASS" if agree and saved is not None and saved >= STUDY_SAVED_TARGET else "FAIL",
+        },
     }
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _study_results(out_dir: Path) -> dict[str, Any]:
@@ -417,10 +436,12 @@ def _study_results(out_dir: Path) -> dict[str, Any]:
             steps_budget=budget,
             steps_run=run,
             budget_saved=1.0 - run / budget if budget else None,
+            stop_reasons={str(k): int(v) for k, v in table["stop_reason"].value_counts().items()},
         )
     if estimate_path.exists():
         estimates = json.loads(estimate_path.read_text()).get("estimates") or [{}]
-        result["critical_fraction"] = estimates[0].get("critical_fraction")
+        for key in ("critical_fraction", "ci_low", "ci_high"):
+            result[key] = estimates[0].get(key)
     return result
 
 
@@ -555,7 +576,18 @@ def print_report(
         print()
         print(f"Study studies/critical_size.py ({study['profile']} profile):")
         study_cells = [
-            ["", "wall s", "exit", "trials", "grokked", "steps run", "budget", "saved", "crit. fraction"]
+            [
+                "",
+                "wall s",
+                "exit",
+                "trials",
+                "grokked",
+                "steps run",
+                "budget",
+                "saved",
+                "estimate [95% CI]",
+                "stops",
+            ]
         ]
         for label, run in study["runs"].items():
             saved = run.get("budget_saved")
@@ -569,7 +601,9 @@ def print_report(
                     _fmt(run.get("steps_run"), ".0f"),
                     _fmt(run.get("steps_budget"), ".0f"),
                     _fmt(None if saved is None else 100 * saved, ".1f") + " %",
-                    _fmt(run.get("critical_fraction"), ".4f"),
+                    f"{_fmt(run.get('critical_fraction'), '.3f')} [{_fmt(run.get('ci_low'), '.3f')}, "
+                    f"{_fmt(run.get('ci_high'), '.3f')}]",
+                    ", ".join(f"{k} {v}" for k, v in sorted((run.get("stop_reasons") or {}).items())),
                 ]
             )
         print("\n".join("  " + line for line in _table(study_cells, left=1)))
@@ -577,6 +611,9 @@ def print_report(
         print(
             f"  wall clock with / without early stop: {study['wall_ratio']:.2f}  |  estimates agree: {agree}"
         )
+        target, saved = study["target"], study["target"]["saved"]
+        percent = _fmt(None if saved is None else 100 * saved, ".1f")
+        print(f"  {target['status']}  {target['target']}: {percent} %")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,10 +628,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=3, help="interleaved plain/grokray pairs per row")
     study = parser.add_mutually_exclusive_group()
     study.add_argument(
-        "--study", action="store_true", help="also time critical_size.py --quick, +/- early stop"
+        "--study",
+        action="store_true",
+        help="also run the default study (critical_size.py) with and without early stop (~5 min)",
     )
-    study.add_argument(
-        "--study-full", action="store_true", help="the same with the full study (~5 min a run)"
+    study.add_argument("--study-quick", action="store_true", help="the same with its --quick profile")
+    parser.add_argument(
+        "--study-only", action="store_true", help="only the study comparison (implies --study)"
     )
     return parser
 
@@ -614,12 +654,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not has_train_replicas():
         print(f"note: {NO_REPLICAS}; its rows are skipped", flush=True)
     rows: list[dict[str, Any]] = []
-    for name, overrides in CONFIGS.items():
+    for name, overrides in CONFIGS.items() if not args.study_only else ():
         config = {**default_config(), **overrides, "eval_every": plan.eval_every, "device": device, "seed": 0}
         rows += measure_config(name, config, plan)
-    checks = check_targets(rows, device)
+    checks = check_targets(rows, device) if rows else []
 
-    study = run_study(full=args.study_full) if args.study or args.study_full else None
+    wants_study = args.study or args.study_quick or args.study_only
+    study = run_study(full=not args.study_quick) if wants_study else None
     elapsed = time.perf_counter() - started
     head["loadavg_at_end"] = _loadavg()
     print_report(head, rows, checks, study)

@@ -14,13 +14,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from optuna.samplers import GridSampler
 from ray.tune import Callback, Stopper
 from ray.tune.search.optuna import OptunaSearch
 
@@ -55,9 +56,11 @@ def make_sampler(study: Study, seed: int = 0) -> Any:
     if not study.space:  # nothing searched: seeds only (Optuna's grid sampler needs a grid)
         return optuna.samplers.RandomSampler(seed=seed)
     if study.sampler == "grid":
-        return optuna.samplers.GridSampler(
-            {name: list(dim.grid_values() or ()) for name, dim in study.space.items()}, seed=seed
-        )
+        grid = {name: list(dim.grid_values() or ()) for name, dim in study.space.items()}
+        size_key = study.size_key()
+        if study.monotone_stop and size_key is not None:
+            return LargestFirstGridSampler(grid, size_key, seed=seed)
+        return optuna.samplers.GridSampler(grid, seed=seed)
     if study.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if study.sampler == "gp":
@@ -65,6 +68,20 @@ def make_sampler(study: Study, seed: int = 0) -> Any:
     if study.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
+
+
+class LargestFirstGridSampler(GridSampler):
+    """Optuna's grid sampler, visiting the training sizes from the largest down.
+
+    Trials that grok end early and the ones that will not are the ones below the critical size:
+    largest first, the sizes that fail are found after the ones that grok, and ``GrokStopper``'s
+    monotone rule can stop the smaller sizes below them. Points of equal size keep the seeded
+    shuffle of ``GridSampler`` (which gives trial ``n`` the grid point ``n`` of its list)."""
+
+    def __init__(self, search_space: Mapping[str, Sequence[Any]], size_key: str, seed: int = 0) -> None:
+        super().__init__(dict(search_space), seed=seed)
+        column = self._param_names.index(size_key)
+        self._all_grids.sort(key=lambda point: -float(point[column]))  # stable
 
 
 def make_search(study: Study, storage: Any = None, study_name: str | None = None) -> Any:
@@ -361,10 +378,49 @@ def _with_fault_injection(
 
 
 class GrokStopper(Stopper):
-    """Ends a trial once grokking is confirmed (or it diverged, or its budget is spent)."""
+    """Ends a trial once grokking is confirmed (or it diverged, or its budget is spent), and with
+    ``monotone`` = k > 0 a trial that cannot grok because more data did not: one whose training
+    size lies below k larger sizes (same other searched values, ``group_keys``) where every seed
+    ran its whole budget without grokking, all of them below the smallest size where any seed
+    grokked. P(grok within the budget) rising with the data size is what the critical-size
+    estimate assumes; a grokked seed below a failed size (evidence against it, in that group)
+    keeps that failed size from counting.
+
+    A stopped trial's result is marked in place before Tune logs it (result.json, callbacks,
+    Optuna, the trial table all see it): its running seeds get ``stop_reason`` ``dominated`` and
+    ``phase`` None (not observed), ``grokked`` stays False."""
+
+    def __init__(
+        self, size_key: str | None = None, group_keys: Sequence[str] = (), monotone: int = 0
+    ) -> None:
+        self.size_key, self.group_keys, self.monotone = size_key, tuple(group_keys), monotone
+        self.failed: dict[tuple[Any, ...], set[float]] = {}
+        self.smallest_grokked: dict[tuple[Any, ...], float] = {}
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return result.get("stop_reason", "running") != "running"
+        done = result.get("stop_reason", "running") != "running"
+        if not self.monotone or self.size_key is None:
+            return done
+        config = result.get("config") or {}
+        if self.size_key not in config:
+            return done
+        size = float(config[self.size_key])
+        group = tuple(str(config.get(key)) for key in self.group_keys)
+        records = list((result.get("replicas") or {}).values())
+        if any(record.get("grokked") for record in records):
+            self.smallest_grokked[group] = min(size, self.smallest_grokked.get(group, math.inf))
+        elif done and records and all(record.get("stop_reason") == "budget" for record in records):
+            self.failed.setdefault(group, set()).add(size)
+        if done:
+            return True
+        ceiling = self.smallest_grokked.get(group, math.inf)
+        above = sorted(f for f in self.failed.get(group, ()) if size < f < ceiling)
+        if len(above) < self.monotone:
+            return False
+        for record in records:
+            if record.get("stop_reason") == "running":
+                record.update(stop_reason="dominated", phase=None)
+        return True
 
     def stop_all(self) -> bool:
         return False
@@ -833,7 +889,13 @@ def run_study(
             name=study.name,
             storage_path=store.path,
             storage_filesystem=store.tune_filesystem,
-            stop=GrokStopper() if early_stop else None,
+            stop=GrokStopper(
+                study.size_key(),
+                [k for k in study.searched_names() if k != study.size_key()],
+                study.monotone_stop,
+            )
+            if early_stop
+            else None,
             callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id)]
             + ([] if verbose else [ProgressCallback(study)]),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),

@@ -488,6 +488,9 @@ class Study:
     linked: dict[str, dict[Any, dict[str, Any]]] = dataclasses.field(default_factory=dict)
     plots: list[Plot] = dataclasses.field(default_factory=list)
     early_stop: bool = True  # end a trial once it has grokked; False: always run to the budget
+    # with early_stop and a searched training size: stop a trial below this many larger sizes
+    # (same other searched values) where no seed grokked within the budget; 0: off
+    monotone_stop: int = 2
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -528,7 +531,12 @@ class Study:
                     settings[name] = coerce(name, setting)
         if not isinstance(self.early_stop, bool):
             raise StudyError("early_stop", f"got {self.early_stop!r}; allowed: True or False")
-        for field_name, low in (("seeds", 1), ("max_concurrent", 1), ("max_failures", 0)):
+        for field_name, low in (
+            ("seeds", 1),
+            ("max_concurrent", 1),
+            ("max_failures", 0),
+            ("monotone_stop", 0),
+        ):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise StudyError(field_name, f"got {value!r}; allowed: an integer >= {low}")
@@ -642,6 +650,10 @@ class Study:
     def searched_names(self) -> list[str]:
         return [key for key in self.space if key != "seed"]
 
+    def size_key(self) -> str | None:
+        """The searched training-set size, ``train_size`` or ``train_fraction``; None if neither."""
+        return next((key for key in ("train_size", "train_fraction") if key in self.space), None)
+
     def fingerprint(self) -> str:
         """A hash of everything that defines the study's trials (resume refuses a changed study)."""
         payload = {
@@ -715,6 +727,7 @@ STUDY_FIELDS = {
     "cpus_per_trial": float,
     "gpus_per_trial": float,
     "max_failures": int,
+    "monotone_stop": int,
 }
 
 

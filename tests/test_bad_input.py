@@ -307,6 +307,20 @@ CASES = [
         "integer >= 0",
         study_file(),
     ),
+    Case(
+        "negative-monotone-stop",
+        [*RUN, "--set", "monotone_stop=-1"],
+        "monotone_stop",
+        "integer >= 0",
+        study_file(),
+    ),
+    Case(
+        "fractional-monotone-stop",
+        RUN,
+        "monotone_stop",
+        "integer >= 0",
+        study_file(extra='sampler="grid", max_concurrent=1, monotone_stop=1.5'),
+    ),
     Case("bad-study-name", RUN, "name", "lowercase letters, digits", study_file(name='"My Study!"')),
     # the study file
     Case("syntax-error", RUN, "STUDY", "syntax error", "from grokray import Study\nstudy = Study(name='x'\n"),

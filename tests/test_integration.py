@@ -104,6 +104,38 @@ def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
     assert missing.returncode == 2 and "no study named" in missing.stderr
 
 
+def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cli):
+    """Largest size first, one trial at a time: 0.5 and 0.4 spend their (tiny) budget without
+    grokking, so 0.3 and 0.2 are stopped at their first report; every record says so."""
+    from mlflow.tracking import MlflowClient
+
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    study = str(ROOT / "studies/critical_size.py")
+    sets = ["steps=100", "train_fraction=0.2,0.5,0.3,0.4", "max_concurrent=1"]
+    result = cli("run", study, "--quick", *[a for s in sets for a in ("--set", s)], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 runs at fraction <= 0.3 stopped early" in result.stdout
+    table = pd.read_parquet(tmp_path / "results/critical-size/trials.parquet").set_index("train_fraction")
+    assert table.loc[[0.5, 0.4], "stop_reason"].tolist() == ["budget", "budget"]
+    assert table.loc[[0.5, 0.4], "steps_run"].tolist() == [100, 100]
+    assert table.loc[[0.3, 0.2], "stop_reason"].tolist() == ["dominated", "dominated"]
+    assert table.loc[[0.3, 0.2], "steps_run"].max() < 100
+    assert not table["grokked"].any() and table.loc[[0.3, 0.2], "phase"].isna().all()
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    children = client.search_runs(
+        [client.get_experiment_by_name("critical-size").experiment_id], "tags.`grokray.role` = 'trial'"
+    )
+    tags = {
+        float(c.data.params["train_fraction"]): (c.info.status, c.data.tags["stop_reason"]) for c in children
+    }
+    assert tags == {
+        0.5: ("FINISHED", "budget"),
+        0.4: ("FINISHED", "budget"),
+        0.3: ("FINISHED", "dominated"),
+        0.2: ("FINISHED", "dominated"),
+    }
+
+
 @pytest.mark.parametrize("kill", ["SIGTERM", "SIGKILL"])
 def test_kill_mid_study_then_resume_loses_nothing(tmp_path, kill):
     """SIGTERM after the first finished trial: exit 130, no run left RUNNING. SIGKILL: the driver

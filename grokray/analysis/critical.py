@@ -519,6 +519,14 @@ def _estimate_group(
             ci_low, ci_high = bootstrap_logistic(x, y, n_bootstrap, seed).interval(0.95)
             ci_low, ci_high = _resolution_floor(x, x0, ci_low, ci_high)
 
+    if "stop_reason" in trials.columns:
+        dominated = trials[trials["stop_reason"] == "dominated"]
+        if len(dominated):
+            notes.append(
+                f"{len(dominated)} runs at {label} <= {dominated[size_col].max():g} stopped early "
+                "below larger sizes that did not grok (monotone_stop)"
+            )
+
     peak_x = math.nan
     empirical = grok_probability_by_size(trials, size_col)
     steps = empirical["mean_grokking_step"]

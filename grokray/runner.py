@@ -619,7 +619,7 @@ class ProgressCallback(Callback):
         if not force and now - self.last < (1.0 if tty else 15.0):
             return
         self.last = now
-        done = running = grokked = failed = 0
+        done = running = grokked = failed = dominated = 0
         for t in trials:
             records = ((t.last_result or {}).get("replicas") or {}).values()
             if t.status == "ERROR":
@@ -628,6 +628,7 @@ class ProgressCallback(Callback):
             finished = [r for r in records if r.get("stop_reason") != "running" or t.status == "TERMINATED"]
             done += len(finished)
             grokked += sum(bool(r.get("grokked")) for r in finished)
+            dominated += sum(r.get("stop_reason") == "dominated" for r in finished)
             if t.status == "RUNNING":
                 running += len(replica_configs(self.study, t.config)) - len(finished)
         elapsed = int(now - self.started)
@@ -635,6 +636,7 @@ class ProgressCallback(Callback):
             f"[{self.study.name}] {done + failed}/{self.study.total_trials} done, {running} running, "
             f"{grokked} grokked"
             + (f", {failed} failed" if failed else "")
+            + (f", {dominated} stopped below sizes that did not grok" if dominated else "")
             + f" | {elapsed // 60}m{elapsed % 60:02d}s"
             + (f" | {self.estimate}" if self.estimate else "")
         )

@@ -115,6 +115,7 @@ def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cl
     result = cli("run", study, "--quick", *[a for s in sets for a in ("--set", s)], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 runs at fraction <= 0.3 stopped early" in result.stdout
+    assert "4/4 done, 0 running, 0 grokked, 2 stopped below sizes that did not grok" in result.stdout
     table = pd.read_parquet(tmp_path / "results/critical-size/trials.parquet").set_index("train_fraction")
     assert table.loc[[0.5, 0.4], "stop_reason"].tolist() == ["budget", "budget"]
     assert table.loc[[0.5, 0.4], "steps_run"].tolist() == [100, 100]

@@ -877,6 +877,7 @@ def run_study(
             objective=study.objective,
             total_trials=study.total_trials,
             early_stop=early_stop,
+            monotone_stop=study.monotone_stop if early_stop else 0,
         )
         tracker.start_study(params, {"grokray.fingerprint": study.fingerprint()})
 

@@ -126,6 +126,10 @@ def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cl
     children = client.search_runs(
         [client.get_experiment_by_name("critical-size").experiment_id], "tags.`grokray.role` = 'trial'"
     )
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name("critical-size").experiment_id], "tags.`grokray.role` = 'study'"
+    )
+    assert parent.data.params["early_stop"] == "True" and parent.data.params["monotone_stop"] == "2"
     tags = {
         float(c.data.params["train_fraction"]): (c.info.status, c.data.tags["stop_reason"]) for c in children
     }

@@ -195,6 +195,10 @@ _PLAIN = {
 }
 _PLAIN_OFF = ("corruption", "grokfast_lambda", "weight_noise", "norm_constraint")
 
+# GROKRAY_ENGINE: "" (the MLP on token pairs through ReplicaMLP; other models looped on a CPU and
+# through vmap on a GPU), "vmap" or "loop" (every model through VmapReplicas, so)
+ENGINES = ("", "vmap", "loop")
+
 EVAL_CHUNK = 8192  # examples per forward pass at evaluation (bounds memory of large pools)
 
 
@@ -292,11 +296,16 @@ class ReplicaRun:
         for c in configs:
             torch.manual_seed(c["seed"])
             models.append(build_model(c, pool))
-        generic = os.environ.get("GROKRAY_ENGINE", "") == "vmap"
-        if first["model"] == "mlp" and pool.inputs.dtype == torch.long and not generic:
+        engine = os.environ.get("GROKRAY_ENGINE", "")
+        if engine not in ENGINES:
+            raise ValueError(
+                f"GROKRAY_ENGINE: got {engine!r}; allowed: {', '.join(repr(e) for e in ENGINES)}"
+            )
+        if first["model"] == "mlp" and pool.inputs.dtype == torch.long and not engine:
             self.model: nn.Module = ReplicaMLP(models)  # hand-written batched matmuls
-        else:
-            self.model = VmapReplicas(models)  # any model, through torch.func.vmap
+        else:  # any model: torch.func.vmap on a GPU, one replica after another on a CPU
+            loop = engine == "loop" or (not engine and device.type == "cpu")
+            self.model = VmapReplicas(models, loop=loop)
         self.model.to(device)
         self.shared_inputs = isinstance(self.model, VmapReplicas)
         params = list(self.model.parameters())

@@ -192,3 +192,26 @@ def test_a_model_that_does_not_fit_the_task_is_refused():
         build_model({**c, "model": "transformer"}, pool)
     with pytest.raises(ValueError, match="heads: got 3; must divide width=16"):
         build_model({**c, "heads": 3}, pool)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_looped_replicas_are_each_model_exactly(case):
+    """``VmapReplicas(loop=True)``, the CPU engine off the MLP: each replica is its own module's
+    forward bit for bit, on shared and on per-replica inputs, and gradients reach every slice."""
+    from grokray.models.replicas import VmapReplicas
+
+    c, pool = setup(case)
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model({**c, "seed": seed, "init_scale": 2.0}, pool))
+    looped = VmapReplicas(models, loop=True)
+    shared = inputs_of(pool)
+    assert torch.equal(looped(shared, shared=True), torch.stack([m(shared) for m in models]))
+    own = torch.stack(
+        [inputs_of(pool)[torch.randperm(9, generator=torch.Generator().manual_seed(r))] for r in range(3)]
+    )
+    assert torch.equal(looped(own), torch.stack([m(x) for m, x in zip(models, own, strict=True)]))
+    looped(shared, shared=True).pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum(dim=tuple(range(1, p.dim()))).gt(0).all()
+               for p in looped.parameters() if p.dim() > 1)  # fmt: skip

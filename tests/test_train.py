@@ -194,6 +194,36 @@ def test_a_replica_reproduces_alone_on_the_batched_path():
     assert _curve(in_batch) == _curve(alone)
 
 
+def _transformers():
+    base = config(model="transformer", width=16, heads=2, steps=40, eval_every=20)
+    return [{**base, "seed": 0}, {**base, "seed": 1, "lr": 3e-3, "train_fraction": 0.3}]
+
+
+def test_looped_replicas_of_other_models_reproduce_alone_and_match_vmap(monkeypatch):
+    """Off the MLP, a CPU runs the replicas one after another (``loop``): a replica in a batch is
+    the same arithmetic as alone, and the vmap engine (a GPU's) agrees to float tolerance."""
+    from grokray.train import ReplicaRun
+
+    configs = _transformers()
+    run = ReplicaRun(configs, None, stop_on_grok=False)
+    assert run.model.loop and type(run.model).__name__ == "VmapReplicas"
+    looped = run.run()
+    [alone] = train_replicas([configs[1]], stop_on_grok=False, batched=True)
+    assert _curve(looped[1]) == _curve(alone)
+    monkeypatch.setenv("GROKRAY_ENGINE", "vmap")
+    vmapped = ReplicaRun(configs, None, stop_on_grok=False)
+    assert not vmapped.model.loop
+    for a, b in zip(looped, vmapped.run(), strict=True):
+        assert _curve(a) == pytest.approx(_curve(b), rel=1e-4, abs=1e-5)
+        assert _curve(a, "val_acc") == pytest.approx(_curve(b, "val_acc"), abs=0.02)
+
+
+def test_an_unknown_engine_is_named(monkeypatch):
+    monkeypatch.setenv("GROKRAY_ENGINE", "fast")
+    with pytest.raises(ValueError, match="GROKRAY_ENGINE: got 'fast'"):
+        train_replicas(_transformers(), stop_on_grok=False)
+
+
 def test_checkpoint_resume_continues_bit_for_bit():
     """Stop a batched run at an evaluation (after one replica has left the batch), restore its
     state into a fresh run, and the rest of the run is the uninterrupted run exactly: weights,

@@ -76,11 +76,19 @@ class VmapReplicas(nn.Module):
     parameters, no data-dependent control flow). Parameter names are the module's with ``.``
     replaced by ``_``, as in ``ReplicaMLP``, so checkpoints and measures see one naming. Inputs
     are either shared by all replicas, (n, ...), or per replica, (R, n, ...).
+
+    ``loop=True`` runs the module once per replica on its slice of the stacked parameters
+    (``functional_call``, no vmap) and stacks the outputs: the same parameters, optimizer and
+    checkpoints, each replica's arithmetic that of the plain module. On a CPU that is faster for
+    compute-bound models (a 1-layer transformer at R=8: ~1.7x), where vmap's batched matmuls
+    lose the fused bias and the cache; on a GPU vmap's one launch per op for all replicas wins.
     """
 
-    def __init__(self, models: list[nn.Module]) -> None:
+    def __init__(self, models: list[nn.Module], loop: bool = False) -> None:
         super().__init__()
         import copy
+
+        self.loop = loop
 
         # the module whose forward runs with the stacked values; in a list, so that its own
         # parameters are not this module's (functional_call replaces them)
@@ -113,6 +121,17 @@ class VmapReplicas(nn.Module):
         base = self.base[0]
         params = {self.original[key]: getattr(self, key) for key in self.names}
         buffers = self.buffer_values
+        if self.loop:
+            return torch.stack(
+                [
+                    functional_call(
+                        base,
+                        ({k: v[r] for k, v in params.items()}, {k: v[r] for k, v in buffers.items()}),
+                        (inputs if shared else inputs[r],),
+                    )
+                    for r in range(self.replicas)
+                ]
+            )
 
         def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return functional_call(base, (p, b), (x,))

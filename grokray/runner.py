@@ -414,8 +414,7 @@ class GrokStopper(Stopper):
         if done:
             return True
         ceiling = self.smallest_grokked.get(group, math.inf)
-        above = sorted(f for f in self.failed.get(group, ()) if size < f < ceiling)
-        if len(above) < self.monotone:
+        if sum(size < f < ceiling for f in self.failed.get(group, ())) < self.monotone:
             return False
         for record in records:
             if record.get("stop_reason") == "running":
@@ -892,11 +891,7 @@ def run_study(
             name=study.name,
             storage_path=store.path,
             storage_filesystem=store.tune_filesystem,
-            stop=GrokStopper(
-                study.size_key(),
-                [k for k in study.searched_names() if k != study.size_key()],
-                study.monotone_stop,
-            )
+            stop=GrokStopper(study.size_key(), study.group_names(), study.monotone_stop)
             if early_stop
             else None,
             callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id)]
@@ -1069,8 +1064,8 @@ def finish_study(
     from grokray.analysis.study_plots import study_plots
     from grokray.tracking import jsonable
 
-    size_col = "train_size" if "train_size" in study.space else "train_fraction"
-    group_cols = [k for k in study.searched_names() if k not in ("train_fraction", "train_size")]
+    size_col = study.size_key() or "train_fraction"
+    group_cols = study.group_names()
     estimates = critical_data_size(table, size_col=size_col, group_cols=group_cols)
     summary = {
         "study": study.name,

@@ -458,6 +458,7 @@ class Plot:
 # ---------------------------------------------------------------------------------------------
 # The Study
 
+SIZE_KEYS = ("train_size", "train_fraction")  # the training-set size, absolute or as a fraction
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -652,7 +653,11 @@ class Study:
 
     def size_key(self) -> str | None:
         """The searched training-set size, ``train_size`` or ``train_fraction``; None if neither."""
-        return next((key for key in ("train_size", "train_fraction") if key in self.space), None)
+        return next((key for key in SIZE_KEYS if key in self.space), None)
+
+    def group_names(self) -> list[str]:
+        """The searched names that split trials into groups of one critical size (not the size)."""
+        return [key for key in self.searched_names() if key not in SIZE_KEYS]
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the study's trials (resume refuses a changed study)."""

@@ -35,7 +35,7 @@ class StudyError(ValueError):
 
 OPS = ("+", "-", "*", "/", "x^2+y^2", "x^2+xy+y^2", "x^3+xy^2+y")
 TASKS = ("modular", "sparse_recovery", "matrix_completion", "digits", "text")
-MODELS = ("mlp", "transformer", "linear", "encoder")
+MODELS = ("mlp", "transformer", "linear", "encoder", "diagonal")
 OPTIMIZERS = ("adamw", "adam", "sgd", "wand")
 REGULARIZERS = ("none", "l1", "l2", "nuclear", "spectral_entropy")
 # What the trainer implements today; the rest of the contract is reserved and rejected clearly.
@@ -108,6 +108,12 @@ PARAMS: dict[str, Param] = {
     "activation": Param(str, "relu", choices=_choices("activation")),
     "bias": Param(bool, True),
     "init_scale": Param(float, 1.0, low=0.0, low_open=True),
+    "init": Param(
+        str, "default", choices=("default", "doshi"),
+        help="default: PyTorch's init; doshi: Doshi et al.'s init of the quadratic MLP",
+    ),
+    "causal": Param(bool, True, help="transformer: causal attention mask"),
+    "layer_norm": Param(str, "none", choices=("none", "pre", "post"), help="transformer: LayerNorm placement"),
     # optimizer
     "optimizer": Param(str, "adamw", choices=_choices("optimizer")),
     "lr": Param(float, 1e-3, low=0.0, low_open=True),
@@ -117,6 +123,10 @@ PARAMS: dict[str, Param] = {
     "momentum": Param(float, 0.9, low=0.0, high=1.0),
     "temperature": Param(float, 0.0, low=0.0),
     "friction": Param(float, 0.5, low=0.0, high=1.0, help="wand: friction c_f"),
+    "wand_beta": Param(float, 1.0, low=0.0, help="wand: entropy bias S_bias(x) = β·(x − L0)² above L0"),
+    "wand_l0": Param(float, -8.0, help="wand: L0 of the entropy bias, in ln L_train"),
+    "wand_wl_height": Param(float, 0.01, low=0.0, help="wand: Wang–Landau deposit height F_WL; 0 = off"),
+    "wand_wl_ramp": Param(int, 1000, low=0, help="wand: steps t_WL of f_WL's linear ramp, then 1/t"),
     "grokfast_alpha": Param(float, 0.98, low=0.0, high=1.0, help="Grokfast EMA decay"),
     "grokfast_lambda": Param(float, 0.0, low=0.0, help="Grokfast amplification; 0 = off"),
     # regularizer
@@ -135,6 +145,14 @@ PARAMS: dict[str, Param] = {
     # onset
     "memorize_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
     "grok_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
+    "memorize_metric": Param(
+        str, "train_acc", choices=("train_acc", "train_loss"),
+        help="curve of memorization onset: an accuracy (≥ threshold) or a loss (≤ threshold)",
+    ),
+    "grok_metric": Param(
+        str, "val_acc", choices=("val_acc", "val_loss", "recovery_error"),
+        help="curve of generalization onset: an accuracy (≥ threshold) or a loss / error (≤ threshold)",
+    ),
     "patience": Param(int, 2, low=1),
     # progress measures
     "measures": Param(
@@ -143,6 +161,10 @@ PARAMS: dict[str, Param] = {
         choices=("none", "norms", "all"),
         help="norms: ℓ0/ℓ1/ℓ2/nuclear each evaluation; all: also spectral entropy, effective rank, "
         "Fourier IPR and compression complexity on a log-spaced schedule",
+    ),
+    "complexity_epsilon": Param(
+        float, 1.0, low=0.0, low_open=True,
+        help="compression complexity: tolerance ε on |L(θ̂) − L(θ)| (DeMoss et al.'s main plots: 1)",
     ),
 }
 
@@ -300,7 +322,7 @@ def _check_text_dataset(path: str) -> None:
 # which models fit which task (grokray.models.build_model refuses the rest the same way)
 MODEL_TASKS = {
     "modular": ("mlp", "transformer", "encoder"),
-    "sparse_recovery": ("mlp", "linear"),
+    "sparse_recovery": ("mlp", "linear", "diagonal"),
     "matrix_completion": ("mlp", "transformer", "encoder", "linear"),
     "digits": ("mlp", "linear"),
     "text": ("encoder",),

@@ -40,7 +40,6 @@ from grokray.tasks import corrupt, make_modular, make_pool, split
 OnEval = Callable[[dict[str, Any]], bool | None]
 
 DOSHI_GENERALIZED = 0.9  # Doshi et al.: a run has generalized once test accuracy reached 90 %
-COMPLEXITY_EPSILON = 0.01  # DeMoss: loss tolerance of the lossy compression
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,7 +89,9 @@ def _evaluate(
     return float(loss), float(accuracy)
 
 
-def outcome_of(onset: OnsetTracker, record: Mapping[str, Any], stop_reason: str) -> dict[str, Any]:
+def outcome_of(
+    onset: OnsetTracker, record: Mapping[str, Any], stop_reason: str, budget: int
+) -> dict[str, Any]:
     """The outcome keys of DESIGN.md from the tracker and the last evaluation record."""
     return {
         "memorization_step": onset.memorization_step,
@@ -102,7 +103,7 @@ def outcome_of(onset: OnsetTracker, record: Mapping[str, Any], stop_reason: str)
         "final_val_acc": record["val_acc"],
         "final_train_loss": record["train_loss"],
         "final_val_loss": record["val_loss"],
-        "phase": liu_phase(onset.memorization_step, onset.grokking_step),
+        "phase": liu_phase(onset.memorization_step, onset.grokking_step, budget),
         "stop_reason": stop_reason,
     }
 
@@ -150,7 +151,7 @@ def train(config: Mapping[str, Any], on_eval: OnEval | None = None) -> dict[str,
             reason = "diverged" if diverged else ("budget" if finished else "running")
             if onset.grokked and not diverged:
                 reason = "grokked" if not finished else "budget"
-            record.update(outcome_of(onset, record, reason))
+            record.update(outcome_of(onset, record, reason, steps))
             record["n_train"], record["n_total"] = data.n_train, data.n_total
             history.append(record)
             stop = on_eval(record) if on_eval is not None else False
@@ -171,7 +172,7 @@ def train(config: Mapping[str, Any], on_eval: OnEval | None = None) -> dict[str,
         noise()
 
     last = history[-1]
-    outcome = outcome_of(onset, last, stop_reason)
+    outcome = outcome_of(onset, last, stop_reason, steps)
     outcome.update(n_train=data.n_train, n_total=data.n_total, history=history)
     return outcome
 
@@ -183,7 +184,7 @@ SHARED_KEYS = (
     "task", "op", "p", "dim", "sparsity", "matrix_size", "rank", "test_size", "data_path", "max_len",
     "vocab_size", "model", "width", "depth", "heads", "embed_dim", "encoding", "activation", "bias",
     "loss", "steps", "eval_every", "batch_size", "optimizer", "beta1", "beta2", "momentum", "device",
-    "regularizer", "measures",
+    "regularizer", "measures", "complexity_epsilon", "causal", "layer_norm",
 )  # fmt: skip
 
 # What the plain single-model loop ``train`` implements; anything else takes the batched engine.
@@ -438,7 +439,7 @@ class ReplicaRun:
             def loss_at(approx: list[torch.Tensor], i: int = i, names: list[str] = names) -> float:
                 return self._replica_train_loss(i, dict(zip(names, approx, strict=True)))
 
-            result = compressed_complexity(matrices, loss_at, epsilon=COMPLEXITY_EPSILON)
+            result = compressed_complexity(matrices, loss_at, epsilon=self.configs[0]["complexity_epsilon"])
             sizes.append(float(result["complexity_bytes"]))
             naive.append(float(result["naive_bytes"]))
         return {
@@ -518,7 +519,7 @@ class ReplicaRun:
         return records
 
     def _outcome(self, row: int, record: Mapping[str, Any], reason: str) -> dict[str, Any]:
-        outcome = outcome_of(self.onsets[row], record, reason)
+        outcome = outcome_of(self.onsets[row], record, reason, self.steps)
         outcome["doshi_phase"] = doshi_phase(
             record["train_acc"], record["val_acc"], self.corruption[row], self.ever_generalized[row]
         )

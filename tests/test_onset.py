@@ -42,8 +42,11 @@ def test_state_round_trip():
 
 
 def test_liu_phases():
-    assert liu_phase(100, 5000) == "grokking"
-    assert liu_phase(100, 500) == "comprehension"
-    assert liu_phase(None, 500) == "comprehension"
-    assert liu_phase(100, None) == "memorization"
-    assert liu_phase(None, None) == "confusion"
+    # the gap is a tenth of the budget: 1,000 steps of 10,000, 100 of 1,000
+    assert liu_phase(100, 1100, 10000) == "grokking"
+    assert liu_phase(100, 1099, 10000) == "comprehension"
+    assert liu_phase(100, 300, 1000) == "grokking"
+    assert liu_phase(100, 5000, 100000) == "comprehension"
+    assert liu_phase(None, 500, 10000) == "comprehension"
+    assert liu_phase(100, None, 10000) == "memorization"
+    assert liu_phase(None, None, 10000) == "confusion"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-# Liu et al. (Omnigrok): "grokking" when the test threshold is reached this many steps or more
-# after the train threshold; "comprehension" when sooner.
-GROKKING_GAP = 1000
+# Liu et al. (the effective theory of grokking and Omnigrok): "grokking" when the test threshold is
+# reached at least 10³ steps after the train threshold within a 10⁴-step budget, "comprehension" when
+# sooner: the gap is this share of the run's step budget.
+GROKKING_GAP_FRACTION = 0.1
 
 
 @dataclasses.dataclass
@@ -77,10 +78,13 @@ class OnsetTracker:
         self._val = _Run(**state["val"])  # type: ignore[arg-type]
 
 
-def liu_phase(memorization_step: int | None, grokking_step: int | None) -> str:
-    """Omnigrok's phases within a budget: comprehension, grokking, memorization, confusion."""
+def liu_phase(memorization_step: int | None, grokking_step: int | None, budget: int) -> str:
+    """Omnigrok's phases within a budget of ``budget`` steps: comprehension, grokking,
+    memorization, confusion. Grokking: generalized at least ``GROKKING_GAP_FRACTION · budget``
+    steps after memorizing."""
     if grokking_step is not None:
-        if memorization_step is not None and grokking_step - memorization_step >= GROKKING_GAP:
+        gap = GROKKING_GAP_FRACTION * budget
+        if memorization_step is not None and grokking_step - memorization_step >= gap:
             return "grokking"
         return "comprehension"
     if memorization_step is not None:

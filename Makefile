@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint ui bench install clean system-deps k8s-validate faults
+.PHONY: run test lint ui bench install clean system-deps k8s-validate faults reproduce
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ FAULT_RUNS ?= 3
 FAULT_SEED ?=
 faults: $(STAMP)
 	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEED=$(FAULT_SEED) $(PY) tools/faults.py --json results/faults.json $(ARGS)
+
+# every paper's headline as a measured row: results/reproduce/REPORT.md (+ report.json, a PNG a row);
+# ROWS=key,key to run some (python -m grokray.reproduce --list names them), ARGS=--quick for a smoke run
+ROWS ?=
+reproduce: $(STAMP)
+	$(PY) -m grokray.reproduce --out results/reproduce $(if $(ROWS),--rows $(ROWS)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.bench --json results/bench.json $(ARGS)

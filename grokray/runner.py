@@ -35,30 +35,73 @@ STATE_FILE = "grokray.json"
 
 
 class DefineByRun:
-    """Asks an Optuna trial for every searched name of the study."""
+    """Asks an Optuna trial for every searched name of the study.
 
-    def __init__(self, space: Mapping[str, Dimension]) -> None:
+    A linked grid is asked for only under its value (``linked={"regularizer": {"l1":
+    {"reg_strength": grid(...)}}}``), under the Optuna name ``reg_strength[regularizer=l1]`` (a
+    name has one distribution in an Optuna study), and returned under its config name. With
+    ``points`` (a grid study with linked grids) the trial asks for one index into the union of
+    the grids, ``grid_point``, and the point's values are returned."""
+
+    def __init__(
+        self,
+        space: Mapping[str, Dimension],
+        linked: Mapping[str, Mapping[Any, Mapping[str, Dimension]]] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+        points: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         self.space = dict(space)
+        self.linked = {k: {v: dict(d) for v, d in by.items()} for k, by in (linked or {}).items()}
+        self.fixed = dict(fixed or {})
+        self.points = [dict(p) for p in points] if points is not None else None
 
-    def __call__(self, trial: Any) -> None:
-        for name, dim in self.space.items():
-            if dim.choices is not None:
-                trial.suggest_categorical(name, list(dim.choices))
-            elif dim.kind == "int":
-                trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
-            else:
-                trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+    @staticmethod
+    def _suggest(trial: Any, name: str, dim: Dimension) -> Any:
+        if dim.choices is not None:
+            return trial.suggest_categorical(name, list(dim.choices))
+        if dim.kind == "int":
+            return trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
+        return trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+
+    def __call__(self, trial: Any) -> dict[str, Any] | None:
+        if self.points is not None:
+            index = trial.suggest_categorical(GRID_POINT, list(range(len(self.points))))
+            return dict(self.points[index])
+        values = {name: self._suggest(trial, name, dim) for name, dim in self.space.items()}
+        extra: dict[str, Any] = {}
+        for key, by_value in self.linked.items():
+            current = values.get(key, self.fixed.get(key))
+            for name, dim in by_value.get(current, {}).items():
+                extra[name] = self._suggest(trial, f"{name}[{key}={current}]", dim)
+        return extra or None
+
+
+GRID_POINT = "grid_point"  # the Optuna parameter of a grid study with linked grids
+
+
+def make_space(study: Study) -> DefineByRun:
+    points = study.grid_points() if study.sampler == "grid" and study.linked_grids() else None
+    return DefineByRun(study.space, study.linked_grids(), study.config, points)
 
 
 def make_sampler(study: Study, seed: int = 0) -> Any:
     import optuna
 
-    if not study.space:  # nothing searched: seeds only (Optuna's grid sampler needs a grid)
+    if not study.space and not study.linked_grids():  # seeds only (the grid sampler needs a grid)
         return optuna.samplers.RandomSampler(seed=seed)
     if study.sampler == "grid":
-        grid = {name: list(dim.grid_values() or ()) for name, dim in study.space.items()}
         size_key = study.size_key()
-        if study.monotone_stop and size_key is not None:
+        largest_first = bool(study.monotone_stop and size_key is not None)
+        if study.linked_grids():  # one index into the union of the per-value grids
+            points = study.grid_points()
+            grid = {GRID_POINT: list(range(len(points)))}
+            if largest_first:
+                return LargestFirstGridSampler(
+                    grid, GRID_POINT, seed=seed, sizes=[p[size_key] for p in points]
+                )
+            return optuna.samplers.GridSampler(grid, seed=seed)
+        grid = {name: list(dim.grid_values() or ()) for name, dim in study.space.items()}
+        if largest_first:
             return LargestFirstGridSampler(grid, size_key, seed=seed)
         return optuna.samplers.GridSampler(grid, seed=seed)
     if study.sampler == "random":
@@ -78,10 +121,19 @@ class LargestFirstGridSampler(GridSampler):
     monotone rule can stop the smaller sizes below them. Points of equal size keep the seeded
     shuffle of ``GridSampler`` (which gives trial ``n`` the grid point ``n`` of its list)."""
 
-    def __init__(self, search_space: Mapping[str, Sequence[Any]], size_key: str, seed: int = 0) -> None:
+    def __init__(
+        self,
+        search_space: Mapping[str, Sequence[Any]],
+        size_key: str,
+        seed: int = 0,
+        sizes: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(dict(search_space), seed=seed)
         column = self._param_names.index(size_key)
-        self._all_grids.sort(key=lambda point: -float(point[column]))  # stable
+        if sizes is None:  # the size is a grid column
+            self._all_grids.sort(key=lambda point: -float(point[column]))  # stable
+        else:  # the column is an index into points whose sizes are ``sizes``
+            self._all_grids.sort(key=lambda point: -float(sizes[int(point[column])]))
 
 
 def make_search(study: Study, storage: Any = None, study_name: str | None = None) -> Any:
@@ -95,13 +147,13 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage is None:
         return OptunaSearch(
-            space=DefineByRun(study.space),
+            space=make_space(study),
             metric=study.metric,
             mode=study.mode,
             sampler=make_sampler(study),
         )
     return StoredOptunaSearch(
-        space=DefineByRun(study.space),
+        space=make_space(study),
         metric=study.metric,
         mode=study.mode,
         sampler=make_sampler(study),
@@ -391,9 +443,14 @@ class GrokStopper(Stopper):
     ``phase`` None (not observed), ``grokked`` stays False."""
 
     def __init__(
-        self, size_key: str | None = None, group_keys: Sequence[str] = (), monotone: int = 0
+        self,
+        size_key: str | None = None,
+        group_keys: Sequence[str] = (),
+        monotone: int = 0,
+        binned: Mapping[str, tuple[float, float, bool]] | None = None,
     ) -> None:
         self.size_key, self.group_keys, self.monotone = size_key, tuple(group_keys), monotone
+        self.binned = dict(binned or {})  # continuous group keys, binned as the estimate bins them
         self.failed: dict[tuple[Any, ...], set[float]] = {}
         self.smallest_grokked: dict[tuple[Any, ...], float] = {}
 
@@ -405,7 +462,7 @@ class GrokStopper(Stopper):
         if self.size_key not in config:
             return done
         size = float(config[self.size_key])
-        group = tuple(str(config.get(key)) for key in self.group_keys)
+        group = self.group_of(config)
         records = list((result.get("replicas") or {}).values())
         if any(record.get("grokked") for record in records):
             self.smallest_grokked[group] = min(size, self.smallest_grokked.get(group, math.inf))
@@ -420,6 +477,18 @@ class GrokStopper(Stopper):
             if record.get("stop_reason") == "running":
                 record.update(stop_reason="dominated", phase=None)
         return True
+
+    def group_of(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """The group of a trial: exact values, and the estimate's bin for continuous keys."""
+        from grokray.analysis.critical import bin_label
+
+        binned = getattr(self, "binned", {})  # a stopper pickled before binning existed has none
+        return tuple(
+            bin_label(config[key], binned[key])
+            if key in binned and config.get(key) is not None
+            else str(config.get(key))
+            for key in self.group_keys
+        )
 
     def stop_all(self) -> bool:
         return False
@@ -891,7 +960,7 @@ def run_study(
             name=study.name,
             storage_path=store.path,
             storage_filesystem=store.tune_filesystem,
-            stop=GrokStopper(study.size_key(), study.group_names(), study.monotone_stop)
+            stop=GrokStopper(study.size_key(), study.group_names(), study.monotone_stop, study.group_bins())
             if early_stop
             else None,
             callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id)]
@@ -1055,6 +1124,10 @@ def _mean_text(values: pd.Series) -> str:
     return f"{numbers.mean():.0f}" if len(numbers) else "-"
 
 
+def _size_label(size_col: str) -> str:
+    return "fraction" if size_col == "train_fraction" else size_col
+
+
 def finish_study(
     study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], store: Storage
 ) -> dict[str, Any]:
@@ -1066,7 +1139,7 @@ def finish_study(
 
     size_col = study.size_key() or "train_fraction"
     group_cols = study.group_names()
-    estimates = critical_data_size(table, size_col=size_col, group_cols=group_cols)
+    estimates = critical_data_size(table, size_col=size_col, group_cols=group_cols, binned=study.group_bins())
     summary = {
         "study": study.name,
         "budget_steps": int(study.resolve({})["steps"]),
@@ -1089,7 +1162,11 @@ def finish_study(
         if all_curves is not None:
             plots.append(plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png"))
         if size_col in study.space:  # the critical-size figure needs a sweep over data size
-            plots.append(plot_grok_probability(table, estimates, tmp_path / "p_grok_vs_fraction.png"))
+            plots.append(
+                plot_grok_probability(
+                    table, estimates, tmp_path / f"p_grok_vs_{_size_label(size_col)}.png", size_col=size_col
+                )
+            )
         plots.extend(study_plots(study.plots, table, all_curves, tmp_path))
         for path in (table_path, tmp_path / "estimate.json", *plots):
             tracker.log_study_artifact(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import re
@@ -109,11 +110,15 @@ PARAMS: dict[str, Param] = {
     "bias": Param(bool, True),
     "init_scale": Param(float, 1.0, low=0.0, low_open=True),
     "init": Param(
-        str, "default", choices=("default", "doshi"),
+        str,
+        "default",
+        choices=("default", "doshi"),
         help="default: PyTorch's init; doshi: Doshi et al.'s init of the quadratic MLP",
     ),
     "causal": Param(bool, True, help="transformer: causal attention mask"),
-    "layer_norm": Param(str, "none", choices=("none", "pre", "post"), help="transformer: LayerNorm placement"),
+    "layer_norm": Param(
+        str, "none", choices=("none", "pre", "post"), help="transformer: LayerNorm placement"
+    ),
     # optimizer
     "optimizer": Param(str, "adamw", choices=_choices("optimizer")),
     "lr": Param(float, 1e-3, low=0.0, low_open=True),
@@ -146,11 +151,15 @@ PARAMS: dict[str, Param] = {
     "memorize_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
     "grok_threshold": Param(float, 0.99, low=0.0, high=1.0, low_open=True),
     "memorize_metric": Param(
-        str, "train_acc", choices=("train_acc", "train_loss"),
+        str,
+        "train_acc",
+        choices=("train_acc", "train_loss"),
         help="curve of memorization onset: an accuracy (≥ threshold) or a loss (≤ threshold)",
     ),
     "grok_metric": Param(
-        str, "val_acc", choices=("val_acc", "val_loss", "recovery_error"),
+        str,
+        "val_acc",
+        choices=("val_acc", "val_loss", "recovery_error"),
         help="curve of generalization onset: an accuracy (≥ threshold) or a loss / error (≤ threshold)",
     ),
     "patience": Param(int, 2, low=1),
@@ -163,7 +172,10 @@ PARAMS: dict[str, Param] = {
         "Fourier IPR and compression complexity on a log-spaced schedule",
     ),
     "complexity_epsilon": Param(
-        float, 1.0, low=0.0, low_open=True,
+        float,
+        1.0,
+        low=0.0,
+        low_open=True,
         help="compression complexity: tolerance ε on |L(θ̂) − L(θ)| (DeMoss et al.'s main plots: 1)",
     ),
 }
@@ -550,7 +562,18 @@ class Study:
                 coerce(key, value)
                 for name, setting in settings.items():
                     if name in self.space or name == key:
-                        raise StudyError(f"linked.{key}", f"{name!r} is searched; linked values are fixed")
+                        raise StudyError(
+                            f"linked.{key}", f"{name!r} is searched in space; link it or search it, not both"
+                        )
+                    if isinstance(setting, Dimension):  # a grid of this value only (per-norm β grids)
+                        self._check_dimension(f"{name}", setting, field=f"linked.{key}.{value}.{name}")
+                        if self.sampler == "grid" and setting.grid_values() is None:
+                            raise StudyError(
+                                f"linked.{key}.{value}.{name}",
+                                "the grid sampler needs grid(), categorical(), integer() or "
+                                "uniform(step=...)",
+                            )
+                        continue
                     settings[name] = coerce(name, setting)
         if not isinstance(self.early_stop, bool):
             raise StudyError("early_stop", f"got {self.early_stop!r}; allowed: True or False")
@@ -607,8 +630,8 @@ class Study:
         check_config(self.resolve({}))
         return self
 
-    def _check_dimension(self, key: str, dim: Any) -> None:
-        field = f"space.{key}"
+    def _check_dimension(self, key: str, dim: Any, field: str = "") -> None:
+        field = field or f"space.{key}"
         if key not in PARAMS:
             raise StudyError(field, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
         if not isinstance(dim, Dimension):
@@ -643,14 +666,55 @@ class Study:
                 raise StudyError(field, f"default: {err.message}") from None
 
     def resolve(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
-        """The full config of one trial: defaults < fixed config < sampled values."""
+        """The full config of one trial: defaults < fixed config < sampled values < linked values.
+
+        A linked grid (``linked={"regularizer": {"l1": {"reg_strength": grid([...])}}}``) is searched
+        only under its value: ``sampled`` holds its name when that value was drawn. ``wand`` gets
+        no weight decay unless the study names ``weight_decay`` (the contract's default of 1 is
+        AdamW's; θ·(1 − lr·wd) at wand's lr ≈ 0.5 would halve every weight each step)."""
         config = default_config()
         config.update(self.config)
         for key, dim in self.space.items():
             config[key] = coerce(key, sampled[key]) if key in sampled else dim.first()
+        named = set(self.config) | set(self.space)
         for key, by_value in self.linked.items():  # e.g. each optimizer with its own lr
-            config.update(by_value.get(config[key], {}))
+            for name, setting in by_value.get(config[key], {}).items():
+                if isinstance(setting, Dimension):
+                    setting = coerce(name, sampled[name]) if name in sampled else setting.first()
+                config[name] = setting
+                named.add(name)
+        if config["optimizer"] == "wand" and "weight_decay" not in named:
+            config["weight_decay"] = 0.0
         return config
+
+    def linked_grids(self) -> dict[str, dict[Any, dict[str, Dimension]]]:
+        """The linked dimensions: {searched name: {its value: {name: Dimension}}}."""
+        out: dict[str, dict[Any, dict[str, Dimension]]] = {}
+        for key, by_value in self.linked.items():
+            for value, settings in by_value.items():
+                dims = {n: d for n, d in settings.items() if isinstance(d, Dimension)}
+                if dims:
+                    out.setdefault(key, {})[value] = dims
+        return out
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every point of the grid: the product of the space's grid values, each extended by the
+        product of the linked grids of its values (the union of per-value grids). ``[{}]`` for
+        an empty space."""
+        names = list(self.space)
+        values = [self.space[n].grid_values() or (self.space[n].first(),) for n in names]
+        linked = self.linked_grids()
+        points = []
+        for combo in itertools.product(*values):
+            point = dict(zip(names, combo, strict=True))
+            extra: dict[str, tuple[Any, ...]] = {}
+            for key, by_value in linked.items():
+                current = point.get(key, self.config.get(key))
+                for name, dim in by_value.get(current, {}).items():
+                    extra[name] = dim.grid_values() or (dim.first(),)
+            for extra_combo in itertools.product(*extra.values()):
+                points.append({**point, **dict(zip(extra, extra_combo, strict=True))})
+        return points
 
     @property
     def metric(self) -> str:
@@ -668,10 +732,17 @@ class Study:
     def num_configs(self) -> int:
         if self.num_samples:
             return self.num_samples
+        if self.linked_grids():
+            return len(self.grid_points())
         return math.prod(len(d.grid_values() or ()) for d in self.space.values()) or 1
 
     def searched_names(self) -> list[str]:
-        return [key for key in self.space if key != "seed"]
+        """The searched names: the space's, then the linked grids' (each once); not ``seed``."""
+        names = [key for key in self.space if key != "seed"]
+        for by_value in self.linked_grids().values():
+            for dims in by_value.values():
+                names += [n for n in dims if n not in names and n != "seed"]
+        return names
 
     def size_key(self) -> str | None:
         """The searched training-set size, ``train_size`` or ``train_fraction``; None if neither."""
@@ -680,6 +751,19 @@ class Study:
     def group_names(self) -> list[str]:
         """The searched names that split trials into groups of one critical size (not the size)."""
         return [key for key in self.searched_names() if key not in SIZE_KEYS]
+
+    def group_bins(self) -> dict[str, tuple[float, float, bool]]:
+        """The continuous grouping dimensions (no grid values) with their ranges (low, high, log):
+        the estimate and the monotone stopper bin these, and group every other one by value."""
+        dims = dict(self.space)
+        for by_value in self.linked_grids().values():
+            for linked in by_value.values():
+                dims.update(linked)
+        return {
+            name: (float(dims[name].low), float(dims[name].high), bool(dims[name].log))  # type: ignore[arg-type]
+            for name in self.group_names()
+            if dims[name].grid_values() is None
+        }
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the study's trials (resume refuses a changed study)."""

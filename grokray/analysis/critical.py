@@ -34,7 +34,7 @@ crossing between the last failing and the first grokking size.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -397,11 +397,46 @@ def _column_codes(values: pd.Series, n_bins: int) -> tuple[np.ndarray, list[Any]
     return codes, labels
 
 
+#: A continuous searched dimension's range, binned the same way by the estimate and the stopper:
+#: (low, high, log).
+Bins = tuple[float, float, bool]
+
+
+def bin_edges(low: float, high: float, log: bool, n_bins: int) -> np.ndarray:
+    return np.geomspace(low, high, n_bins + 1) if log else np.linspace(low, high, n_bins + 1)
+
+
+def bin_label(value: float, bins: Bins, n_bins: int = 3) -> str:
+    """The label of ``value``'s bin among ``n_bins`` bins over the dimension's range (log-spaced
+    for a log dimension): ``"[lo, hi)"``, the last bin closed. The monotone stopper groups a
+    running trial by the same label as the estimate groups the finished table."""
+    edges = bin_edges(*bins, n_bins)
+    i = int(np.clip(np.searchsorted(edges[1:-1], float(value), side="right"), 0, n_bins - 1))
+    return f"[{_fmt_edge(edges[i])}, {_fmt_edge(edges[i + 1])}{']' if i == n_bins - 1 else ')'}"
+
+
+def _fixed_bin_codes(values: pd.Series, bins: Bins, n_bins: int) -> tuple[np.ndarray, list[Any]]:
+    present = values.notna().to_numpy()
+    labels = [bin_label(edge, bins, n_bins) for edge in _bin_centres(bins, n_bins)]
+    codes = np.empty(len(values), dtype=int)
+    codes[present] = [labels.index(bin_label(v, bins, n_bins)) for v in values[present]]
+    if not present.all():
+        codes[~present] = len(labels)
+        labels.append(None)
+    return codes, labels
+
+
+def _bin_centres(bins: Bins, n_bins: int) -> np.ndarray:
+    edges = bin_edges(*bins, n_bins)
+    return np.sqrt(edges[:-1] * edges[1:]) if bins[2] else (edges[:-1] + edges[1:]) / 2
+
+
 def split_groups(
     table: pd.DataFrame,
     group_cols: Sequence[str] = (),
     n_bins: int = 3,
     size_col: str = "train_fraction",
+    binned: Mapping[str, Bins] | None = None,
 ) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Split completed trials into groups that differ only in data size.
 
@@ -409,6 +444,12 @@ def split_groups(
     grouping column to its value or bin label.  ``seed`` (replicas) and ``size_col``
     itself are never grouping columns and are dropped if passed; empty groups (e.g. an
     empty bin) are omitted.  Failed trials (``grokked`` missing) are dropped first.
+
+    ``binned`` names the continuous columns (a study's non-grid dimensions) with their
+    ranges: those are cut into ``n_bins`` bins over the range, every other column is grouped
+    by exact value (a grid of five widths gives five groups). Without ``binned`` (a table of
+    unknown origin) a numeric column with more than ``n_bins`` distinct values is binned over
+    its data range.
     """
     done = _completed(table, size_col)
     cols = [c for c in dict.fromkeys(group_cols) if c not in ("seed", size_col)]
@@ -423,7 +464,12 @@ def split_groups(
     all_codes: list[np.ndarray] = []
     all_labels: list[list[Any]] = []
     for col in cols:
-        codes, labels = _column_codes(done[col], n_bins)
+        if binned is None:
+            codes, labels = _column_codes(done[col], n_bins)
+        elif col in binned:
+            codes, labels = _fixed_bin_codes(done[col], binned[col], n_bins)
+        else:
+            codes, labels = _column_codes(done[col], n_bins=len(done))  # exact values
         all_codes.append(codes)
         all_labels.append(labels)
     keys = np.column_stack(all_codes)
@@ -556,13 +602,14 @@ def critical_data_size(
     n_bootstrap: int = 1000,
     seed: int = 0,
     n_bins: int = 3,
+    binned: Mapping[str, Bins] | None = None,
 ) -> list[dict]:
     """Critical data size (P(grok within budget) = 0.5) per group of trials.
 
     ``table`` has one row per trial with ``size_col`` (``train_fraction`` in (0, 1], or
     ``train_size`` = absolute number of training examples), ``grokked`` (bool; missing =
     failed trial, ignored), ``grokking_step``, ``steps`` (budget) and ``n_total``.  Trials
-    are grouped by ``group_cols`` as in :func:`split_groups`.
+    are grouped by ``group_cols`` (continuous ones in ``binned``) as in :func:`split_groups`.
 
     One dict per group, sorted by group key, with keys :data:`ESTIMATE_KEYS`.  ``ci_low``
     / ``ci_high`` are always in fraction units; sizes are ints (NaN when undefined);
@@ -573,7 +620,7 @@ def critical_data_size(
     """
     return [
         _estimate_group(group, trials, size_col, n_bootstrap, seed)
-        for group, trials in split_groups(table, group_cols, n_bins, size_col)
+        for group, trials in split_groups(table, group_cols, n_bins, size_col, binned)
     ]
 
 

@@ -21,9 +21,14 @@ def report_markdown(rows: list[Row], quick: bool, total_s: float) -> str:
         f"`make reproduce{' ARGS=--quick' if quick else ''}` on {platform.node()} "
         f"({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d %H:%M')}, "
         f"{total_s / 60:.1f} min in all."
-        + (" **Smoke profile (--quick): budgets too small for the effects; PASS not expected.**" if quick else ""),
+        + (
+            " **Smoke profile (--quick): budgets too small for the effects; PASS not expected.**"
+            if quick
+            else ""
+        ),
         "",
-        "| row | paper | figure / table | reference | grokray measured | tolerance | result | scaled | time |",
+        "| row | paper | figure / table | reference | grokray measured | tolerance | result | scaled "
+        "| time |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -77,13 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         result.seconds = time.perf_counter() - t0
         rows.append(result)
         verdict = "PASS" if result.passed else "FAIL"
-        print(f"[{n}/{len(keys)}] {key}: {verdict}  measured {result.measured}  (reference "
-              f"{result.reference}; {result.seconds:.0f} s)", flush=True)
+        print(
+            f"[{n}/{len(keys)}] {key}: {verdict}  measured {result.measured}  (reference "
+            f"{result.reference}; {result.seconds:.0f} s)",
+            flush=True,
+        )
         # written after every row: an interrupted suite keeps what it measured
         total = time.perf_counter() - started
         (out / "report.json").write_text(
-            json.dumps({"quick": args.quick, "seconds": total, "rows": [r.to_dict() for r in rows]}, indent=2,
-                       default=str)
+            json.dumps(
+                {"quick": args.quick, "seconds": total, "rows": [r.to_dict() for r in rows]},
+                indent=2,
+                default=str,
+            )
         )
         (out / "REPORT.md").write_text(report_markdown(rows, args.quick, total))
     passed = sum(r.passed for r in rows)

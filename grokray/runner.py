@@ -1146,7 +1146,7 @@ def finish_study(
         "task": study.resolve({})["task"],
         "op": study.resolve({})["op"],
         "p": study.resolve({})["p"],
-        "regularizer": study.resolve({})["regularizer"],
+        "regularizer": "searched" if "regularizer" in study.space else study.resolve({})["regularizer"],
         "n_trials": len(table),
         "n_failed": int(table["failed"].sum()) if "failed" in table else 0,
         "estimates": estimates,

@@ -671,7 +671,7 @@ class ProgressCallback(Callback):
             if t.status == "TERMINATED" or t is trial
             for row in _replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
         ]
-        self.estimate = _quick_estimate(rows)
+        self.estimate = _quick_estimate(rows, self.study.size_key() or "train_fraction")
         self._print(trials, force=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -748,16 +748,18 @@ def _trial_curves(local_path: str | None, trial_id: str, filesystem: Any = None)
     return frames
 
 
-def _quick_estimate(rows: list[dict[str, Any]]) -> str:
+def _quick_estimate(rows: list[dict[str, Any]], size_col: str = "train_fraction") -> str:
     from grokray.analysis import critical_data_size
 
     table = pd.DataFrame(rows)
-    if table.empty or table["train_fraction"].nunique() < 2:
+    if table.empty or size_col not in table or table[size_col].nunique() < 2:
         return ""
-    estimates = critical_data_size(table, group_cols=(), n_bootstrap=100)
+    estimates = critical_data_size(table, size_col=size_col, group_cols=(), n_bootstrap=100)
     value = estimates[0]["critical_fraction"]
     if value is None or not math.isfinite(value):
         return ""
+    if size_col == "train_size":
+        return f"critical size ≈ {estimates[0]['critical_size']:g}"
     return f"critical fraction ≈ {value:.3f} [{estimates[0]['ci_low']:.3f}, {estimates[0]['ci_high']:.3f}]"
 
 
@@ -1134,6 +1136,7 @@ def finish_study(
     """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
     from grokray.analysis import critical_data_size, format_estimates
     from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+    from grokray.analysis.slope import format_slopes, study_slopes
     from grokray.analysis.study_plots import study_plots
     from grokray.tracking import jsonable
 
@@ -1151,6 +1154,10 @@ def finish_study(
         "n_failed": int(table["failed"].sum()) if "failed" in table else 0,
         "estimates": estimates,
     }
+    # Notsawo et al.'s law: log(delay) against log(lr·β), per norm, for studies that vary β
+    slopes = study_slopes(table, study.searched_names())
+    if slopes is not None:
+        summary["slopes"] = slopes
     out_dir = store.join(study.name)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -1160,7 +1167,9 @@ def finish_study(
         plots = []
         all_curves = pd.concat(curves, ignore_index=True) if curves else None
         if all_curves is not None:
-            plots.append(plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png"))
+            plots.append(
+                plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png", size_col=size_col)
+            )
         if size_col in study.space:  # the critical-size figure needs a sweep over data size
             plots.append(
                 plot_grok_probability(
@@ -1180,11 +1189,17 @@ def finish_study(
             if isinstance(first.get(k), (int, float))
         }
     )
+    if slopes is not None:
+        tracker.log_study_metrics(
+            {f"slope_{s['group']}": s["slope"] for s in slopes if math.isfinite(s["slope"])}
+        )
     tracker.set_study_tags({"grokray.has_estimate": "true"})
     summary["sweeps_size"] = size_col in study.space
     summary["table"] = (
         format_estimates(estimates) if summary["sweeps_size"] else outcome_summary(study, table)
     )
+    if slopes is not None:
+        summary["table"] += "\n" + format_slopes(slopes)
     summary["results_dir"] = store.show(out_dir)
     summary["parent_run_id"] = tracker.parent_run_id
     return summary

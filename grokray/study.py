@@ -377,7 +377,16 @@ def check_config(config: Mapping[str, Any]) -> None:
             )
     _check_task_and_model(config)
     if config["memorize_threshold"] > 1 or config["grok_threshold"] > 1:
-        raise StudyError("grok_threshold", "thresholds are accuracies in (0, 1]")
+        raise StudyError("grok_threshold", "thresholds are in (0, 1] (an accuracy, or a loss / error bound)")
+    if config["grok_metric"] == "recovery_error" and config["task"] not in (
+        "sparse_recovery",
+        "matrix_completion",
+    ):
+        raise StudyError(
+            "grok_metric",
+            f"got 'recovery_error' for task {config['task']}; allowed there: val_acc, val_loss "
+            "(recovery_error exists for sparse_recovery and matrix_completion)",
+        )
     if config["eval_every"] > config["steps"]:
         raise StudyError(
             "eval_every", f"got {config['eval_every']}; allowed: at most steps={config['steps']}"

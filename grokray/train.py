@@ -126,7 +126,13 @@ def train(config: Mapping[str, Any], on_eval: OnEval | None = None) -> dict[str,
     noise = LangevinNoise(model.parameters(), config["lr"], config["temperature"], seed)
     loss_fn = _loss_fn(config["loss"], config["p"])
     batches = _Batches(data.n_train, config["batch_size"], seed, device)
-    onset = OnsetTracker(config["memorize_threshold"], config["grok_threshold"], config["patience"])
+    onset = OnsetTracker(
+        config["memorize_threshold"],
+        config["grok_threshold"],
+        config["patience"],
+        config["memorize_metric"],
+        config["grok_metric"],
+    )
 
     steps, eval_every = config["steps"], config["eval_every"]
     history: list[dict[str, Any]] = []
@@ -136,7 +142,7 @@ def train(config: Mapping[str, Any], on_eval: OnEval | None = None) -> dict[str,
         if step % eval_every == 0 or step == steps:
             train_loss, train_acc = _evaluate(model, data.train_inputs, data.train_labels, loss_fn)
             val_loss, val_acc = _evaluate(model, data.val_inputs, data.val_labels, loss_fn)
-            onset.update(step, train_acc, val_acc)
+            onset.update(step, train_acc, val_acc, train_loss=train_loss, val_loss=val_loss)
             record: dict[str, Any] = {
                 "step": step,
                 "train_loss": train_loss,
@@ -322,7 +328,14 @@ class ReplicaRun:
             if 0 < batch_size < min(self.n_train) else None
         )  # fmt: skip
         self.onsets = [
-            OnsetTracker(c["memorize_threshold"], c["grok_threshold"], c["patience"]) for c in configs
+            OnsetTracker(
+                c["memorize_threshold"],
+                c["grok_threshold"],
+                c["patience"],
+                c["memorize_metric"],
+                c["grok_metric"],
+            )
+            for c in configs
         ]
         self.measures = first["measures"]
         self.ever_generalized = [False] * len(configs)
@@ -426,20 +439,21 @@ class ReplicaRun:
         return {name: torch.where(finite, value, torch.nan) for name, value in out.items()}
 
     def _complexity(self) -> dict[str, torch.Tensor]:
-        """DeMoss's compression complexity of each replica (expensive: log schedule only)."""
+        """DeMoss's compression complexity of each replica over all its parameters (weights,
+        embeddings, biases, norm gains), expensive: log schedule only."""
+        names = list(self.model.names)
         sizes, naive = [], []
         for i in range(len(self.active)):
-            names = [n for n in self.model.names if getattr(self.model, n).dim() == 3]
-            matrices = [getattr(self.model, n)[i].detach() for n in names]
-            if not all(bool(m.isfinite().all()) for m in matrices):  # diverged: nothing to compress
+            tensors = [getattr(self.model, n)[i].detach() for n in names]
+            if not all(bool(t.isfinite().all()) for t in tensors):  # diverged: nothing to compress
                 sizes.append(math.nan)
                 naive.append(math.nan)
                 continue
 
-            def loss_at(approx: list[torch.Tensor], i: int = i, names: list[str] = names) -> float:
+            def loss_at(approx: list[torch.Tensor], i: int = i) -> float:
                 return self._replica_train_loss(i, dict(zip(names, approx, strict=True)))
 
-            result = compressed_complexity(matrices, loss_at, epsilon=self.configs[0]["complexity_epsilon"])
+            result = compressed_complexity(tensors, loss_at, epsilon=self.configs[0]["complexity_epsilon"])
             sizes.append(float(result["complexity_bytes"]))
             naive.append(float(result["naive_bytes"]))
         return {
@@ -449,20 +463,22 @@ class ReplicaRun:
 
     @torch.no_grad()
     def _replica_train_loss(self, row: int, replaced: Mapping[str, torch.Tensor]) -> float:
-        """Training loss of batch row ``row`` with some matrices replaced (for the complexity search)."""
-        saved = {}
-        for name, value in replaced.items():
-            parameter = getattr(self.model, name)
-            saved[name] = parameter.data[row].clone()
-            parameter.data[row] = value
+        """Training loss of batch row ``row`` with some parameters replaced (for the complexity
+        search): that replica alone, on its own training examples, at its clean weights."""
+        params = {
+            name: (replaced[name] if name in replaced else getattr(self.model, name)[row]).unsqueeze(0)
+            for name in self.model.names
+        }
+        index = self.train_index[row, : self.n_train[self.active[row]]]
+        buffers = getattr(self.model, "buffer_values", None)
+        if buffers:  # VmapReplicas keeps buffers stacked outside the module: the row's alone
+            self.model.buffer_values = {name: value[row : row + 1] for name, value in buffers.items()}
         try:
-            outputs = self._outputs_all()[row : row + 1]
-            losses = self._losses(outputs, self.targets[row : row + 1])[0]
-            mask = self.train_mask[row].to(losses.dtype)
-            return float((losses * mask).sum() / mask.sum())
+            outputs = torch.func.functional_call(self.model, params, (self.inputs[index].unsqueeze(0),))
         finally:
-            for name, value in saved.items():
-                getattr(self.model, name).data[row] = value
+            if buffers:
+                self.model.buffer_values = buffers
+        return float(self._losses(outputs, self.targets[row, index].unsqueeze(0)).mean())
 
     @torch.no_grad()
     def _evaluate(self, step: int, started: float) -> list[dict[str, Any]]:
@@ -502,7 +518,7 @@ class ReplicaRun:
                 "elapsed_s": elapsed,
             }
             onset = self.onsets[row]
-            onset.update(step, record["train_acc"], record["val_acc"])
+            onset.update(step, **{name: record[name] for name in names})
             self.ever_generalized[row] |= record["val_acc"] >= DOSHI_GENERALIZED
             diverged = not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"]))
             if diverged:

@@ -401,3 +401,43 @@ def test_plot_grok_probability(tmp_path: Path) -> None:
     assert _is_png(plot_grok_probability(table, [], tmp_path / "empty.png", n_bootstrap=20))
     estimates = critical_data_size(table, n_bootstrap=20)
     assert _is_png(plot_grok_probability(table, estimates, tmp_path / "all.png", n_bootstrap=20))
+
+
+def test_train_size_study_is_drawn_against_its_sizes(tmp_path: Path) -> None:
+    from grokray.analysis.plots import grok_probability_figure, size_column, validation_curves_figure
+
+    sizes = np.array([100, 200, 300, 400, 500, 600])
+    table = pd.DataFrame(
+        {
+            "trial_id": [f"t{i}" for i in range(sizes.size * 2)],
+            "train_size": np.repeat(sizes, 2),
+            "train_fraction": 0.5,  # the unused default of a train_size study
+            "grokked": np.repeat([False, False, False, True, True, True], 2),
+            "grokking_step": np.repeat([np.nan, np.nan, np.nan, 3000.0, 2000.0, 1000.0], 2),
+            "steps": BUDGET,
+            "n_total": 1000,
+        }
+    )
+    table.loc[5, "grokked"], table.loc[5, "grokking_step"] = True, 4000.0  # one of two at 300
+    assert size_column(table) == "train_size"
+    assert size_column(table.assign(train_size=0)) == "train_fraction"
+    estimates = critical_data_size(table, size_col="train_size", n_bootstrap=50)
+    fig = grok_probability_figure(table, estimates, n_bootstrap=50)  # size column inferred
+    ax, ax_steps = fig.axes[0], fig.axes[1]
+    points = ax.collections[0].get_offsets()
+    assert points[:, 0].tolist() == sizes.tolist()
+    assert points[:, 1].tolist() == [0.0, 0.0, 0.5, 1.0, 1.0, 1.0]
+    fit = ax.lines[0].get_xdata()  # the logistic curve spans the tried sizes
+    assert fit.min() == 100 and fit.max() == 600
+    critical = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
+    assert critical == pytest.approx([estimates[0]["critical_fraction"] * 1000])
+    assert 200 < critical[0] < 400
+    steps = ax_steps.lines[0]  # mean steps-to-grok per size: NaN where none grokked
+    assert steps.get_xdata().tolist() == sizes.tolist()
+    assert np.asarray(steps.get_ydata())[2:].tolist() == [4000.0, 3000.0, 2000.0, 1000.0]
+    assert ax.get_xlabel() == "training examples (train_size)"
+    assert _is_png(plot_grok_probability(table, estimates, tmp_path / "p.png", n_bootstrap=50))
+
+    curves = pd.DataFrame({"trial_id": ["t0", "t0", "t11", "t11"], "step": [0, 50] * 2, "val_acc": 0.5})
+    colorbar = validation_curves_figure(curves, table).axes[1]
+    assert colorbar.get_ylim() == (100.0, 600.0)  # coloured by train_size, not the constant 0.5

@@ -182,27 +182,53 @@ def delta(at: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor(at), P).to(D)
 
 
-def test_ipr_of_a_cosine_is_one_half_and_of_a_delta_is_one_over_p():
-    # cos(2πfa/p): two conjugate peaks of equal height → 2 · (1/√2)⁴ = 0.5; a delta has a flat spectrum
-    assert float(ipr(cosine(2))) == pytest.approx(0.5, abs=1e-12)
-    assert float(ipr(delta(3))) == pytest.approx(1 / P, abs=1e-12)
-    # a constant is one peak (IPR 1); two cosines of equal amplitude are four peaks (4 · (1/2)⁴)
+ONE_SIDED = P // 2 + 1  # frequencies 0 … ⌊p/2⌋ of the rfft
+
+
+def test_ipr_of_a_cosine_is_one_and_of_a_delta_is_flat_over_the_one_sided_spectrum():
+    # Doshi's code takes the rfft: cos(2πfa/p) is one peak (IPR 1); a delta is flat over ⌊p/2⌋ + 1 bins
+    assert float(ipr(cosine(2))) == pytest.approx(1.0, abs=1e-12)
+    assert float(ipr(cosine(3))) == pytest.approx(1.0, abs=1e-12)
+    assert float(ipr(delta(3))) == pytest.approx(1 / ONE_SIDED, abs=1e-12)
+    # a constant is one peak; two cosines of equal amplitude are two peaks (2 · (1/√2)⁴)
     assert float(ipr(torch.ones(P, dtype=D))) == pytest.approx(1.0, abs=1e-12)
-    assert float(ipr(cosine(1) + cosine(3))) == pytest.approx(0.25, abs=1e-12)
+    assert float(ipr(cosine(1) + cosine(3))) == pytest.approx(0.5, abs=1e-12)
+    # amplitudes 1 and 2: peaks (1, 2)/√5 → (1 + 16) / 25
+    assert float(ipr(cosine(1) + 2 * cosine(2))) == pytest.approx(17 / 25, abs=1e-12)
     assert float(ipr(torch.zeros(P, dtype=D))) == 0.0
     # scale-free, and taken along the given dim
     x = torch.stack([cosine(2), delta(0)], dim=1)  # (P, 2): columns
-    assert_close(ipr(-5 * x, dim=0), torch.tensor([0.5, 1 / P], dtype=D))
+    assert_close(ipr(-5 * x, dim=0), torch.tensor([1.0, 1 / ONE_SIDED], dtype=D))
+
+
+def doshi_calculate_ipr(array, r):
+    """``utils/data_processing.calculate_ipr`` of github.com/d-doshi/Grokking, verbatim."""
+    import numpy as np
+
+    return np.power(array / np.sqrt((array**2).sum()), 2 * r).sum()
+
+
+@pytest.mark.parametrize("p", [7, 10, 97])
+def test_ipr_equals_doshis_code_on_random_weights(p):
+    import numpy as np
+
+    # their phase_diagrams_wd.py: calculate_ipr(np.absolute(np.fft.rfft(U[k])), r=2) per neuron k
+    rows = np.random.default_rng(p).standard_normal((5, p))
+    theirs = [doshi_calculate_ipr(np.absolute(np.fft.rfft(row)), 2) for row in rows]
+    expected = torch.tensor(theirs, dtype=D)
+    assert_close(ipr(torch.from_numpy(rows)), expected, rtol=1e-12, atol=1e-12)
+    assert_close(ipr(torch.from_numpy(rows.T.copy()), dim=0), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_neuron_ipr_by_hand():
-    # neuron 0: periodic (cosines, IPR 0.5); neuron 1: a lookup table (deltas, IPR 1/p)
+    # neuron 0: periodic (cosines, IPR 1, 1 and 1/2); neuron 1: a lookup table (deltas, flat spectra)
     u = torch.stack([cosine(1), delta(2)]).unsqueeze(0)  # (1, k=2, p)
     v = torch.stack([cosine(3), delta(5)]).unsqueeze(0)
-    w = torch.stack([cosine(2), delta(0)], dim=1).unsqueeze(0)  # (1, p, k=2)
+    w = torch.stack([cosine(2) + cosine(1), delta(0)], dim=1).unsqueeze(0)  # (1, p, k=2)
     per_neuron, network = neuron_ipr(u, v, w)
-    assert_close(per_neuron, torch.tensor([[0.5, 1 / P]], dtype=D))
-    assert_close(network, torch.tensor([(0.5 + 1 / P) / 2], dtype=D))
+    periodic = (1 + 1 + 0.5) / 3
+    assert_close(per_neuron, torch.tensor([[periodic, 1 / ONE_SIDED]], dtype=D))
+    assert_close(network, torch.tensor([(periodic + 1 / ONE_SIDED) / 2], dtype=D))
     with pytest.raises(ValueError, match=r"\(R, k, p\)"):
         neuron_ipr(u, v, u)
 
@@ -271,7 +297,7 @@ def test_mlp_neuron_weights_only_for_depth_one_two_operand_mlps():
 
 
 def test_prune_by_ipr_zeroes_exactly_the_lowest_ipr_neurons():
-    # neuron kinds, with their IPR: constant 1, cosine 0.5, two cosines 0.25, delta 1/7
+    # neuron kinds, with their IPR: constant 1, cosine 1, two cosines 1/2, delta 1/4
     kinds = {
         "const": torch.ones(P, dtype=D),
         "cos": cosine(2),
@@ -408,6 +434,110 @@ def test_complexity_keeps_the_loss_of_a_real_network_and_is_fast():
     assert 0 < abs(loss_at(approx) - loss_at(matrices)) < 0.01
     assert result["complexity_bytes"] * 3 < result["naive_bytes"]
     assert overhead < 0.5, f"compression search took {overhead:.2f} s of CPU besides loss_at"
+
+
+def payload_bytes(delta: float, header: list[int], codes: list[int]) -> int:
+    """bz2 size of the serialization the module doc describes, built by hand (int8 codes)."""
+    import bz2
+
+    import numpy as np
+
+    raw = (
+        np.array([delta], dtype=np.float64).tobytes()
+        + b"|i1"
+        + np.array(header, dtype=np.int64).tobytes()
+        + np.array(codes, dtype=np.int8).tobytes()
+    )
+    return len(bz2.compress(raw, compresslevel=9))
+
+
+def test_bytes_of_a_known_all_zero_payload():
+    # a zero matrix stores rank 0 and no codes; the zero bias stores its three codes, all 0
+    tensors = [torch.zeros(3, 3), torch.zeros(3)]
+    approx, size = lossy_compress(tensors, tau=1.0, delta=0.5)
+    assert size == payload_bytes(0.5, [2, 3, 3, 0, 0, 1, 3, 0, 0], [0, 0, 0])
+    assert all(torch.equal(a, t) for a, t in zip(approx, tensors, strict=True))
+    import bz2
+
+    assert naive_bytes(tensors) == len(bz2.compress(bytes(36))) + len(bz2.compress(bytes(12)))
+
+
+def test_a_rank_one_matrix_keeps_k_1_stored_as_u_s_and_v_transposed():
+    # W = diag(3, 0, 0, 0): σ = (3, 0, 0, 0); k = 1 at every τ (a rank-1 matrix keeps its one
+    # direction) and pays (1·(4 + 4) < 16): stored as A = U₁S₁ = ±3·e₁, B = V₁ᵀ = ±e₁ᵀ. At Δ = 1 the
+    # codes are exact: Â·B̂ = W (the balanced split √S would round √3 to 2 and give 4).
+    weight = torch.diag(torch.tensor([3.0, 0.0, 0.0, 0.0]))
+    sign = 1 if float(torch.linalg.svd(weight.double())[0][0, 0]) > 0 else -1
+    for tau in (1.0, 0.5, 0.01):
+        approx, size = lossy_compress([weight], tau=tau, delta=1.0)
+        assert torch.equal(approx[0], weight)
+        assert size == payload_bytes(1.0, [2, 4, 4, 1, 1], [3 * sign, 0, 0, 0, sign, 0, 0, 0])
+
+
+def test_a_truncation_that_does_not_pay_stores_the_matrix_whole():
+    # diag(2, 1) at τ = 0.5: k = 1 (mass 2/3 ≥ 0.5) but 1·(2 + 2) = 4 is not < 4: W is quantized
+    # whole, untruncated (as in their code), header rank 2, not factored
+    weight = torch.diag(torch.tensor([2.0, 1.0]))
+    approx, size = lossy_compress([weight], tau=0.5, delta=1.0)
+    assert torch.equal(approx[0], weight)
+    assert size == payload_bytes(1.0, [2, 2, 2, 2, 0], [2, 0, 0, 1])
+    # diag(4, 1, 0) at τ = 0.7: k = 1 (mass 0.8) pays (1·6 < 9): the truncation drops σ₂ = 1
+    approx, _ = lossy_compress([torch.diag(torch.tensor([4.0, 1.0, 0.0]))], tau=0.7, delta=1.0)
+    assert torch.equal(approx[0], torch.diag(torch.tensor([4.0, 0.0, 0.0])))
+
+
+def test_every_parameter_counts_biases_are_quantized_and_cost_bytes():
+    g = torch.Generator().manual_seed(5)
+    weight, bias = torch.randn(12, 10, generator=g), torch.randn(12, generator=g)
+    approx, with_bias = lossy_compress([weight, bias], tau=1.0, delta=0.25)
+    assert torch.equal(approx[1], torch.round(bias / 0.25) * 0.25)
+    _, without_bias = lossy_compress([weight], tau=1.0, delta=0.25)
+    assert with_bias > without_bias
+    # the search sees (and the loss constrains) the bias too
+    loss_alone = relative_error_loss([weight])
+    seen: list[int] = []
+
+    def loss_with_bias(approx: list[torch.Tensor]) -> float:
+        seen.append(len(approx))
+        return loss_alone(approx[:1]) + float((approx[1] - bias).square().sum())
+
+    alone = compressed_complexity([weight], loss_alone, epsilon=0.01)
+    both = compressed_complexity([weight, bias], loss_with_bias, epsilon=0.01)
+    assert set(seen) == {2}
+    assert len(both["ranks"]) == 1  # ranks are per matrix; the bias is quantized whole
+    assert both["complexity_bytes"] > alone["complexity_bytes"]
+    assert both["naive_bytes"] == naive_bytes([weight]) + naive_bytes([bias])
+
+
+def mlp_loss(p: int = 23, seed: int = 0, scale: float = 3.0):
+    """All parameters of a small embedding MLP on x + y mod p and the loss on 40 % of the pairs."""
+    torch.manual_seed(seed)
+    model = MLP(p=p, width=32, depth=1, embed_dim=8)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(scale)
+    pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
+    pairs = pairs[torch.randperm(len(pairs))[: len(pairs) * 2 // 5]]
+    targets = pairs.sum(dim=1) % p
+    names = [name for name, _ in model.named_parameters()]
+    params = {name: parameter.detach() for name, parameter in model.named_parameters()}
+
+    @torch.no_grad()
+    def loss_at(approx: list[torch.Tensor]) -> float:
+        logits = torch.func.functional_call(model, dict(zip(names, approx, strict=True)), (pairs,))
+        return float(torch.nn.functional.cross_entropy(logits, targets))
+
+    return [params[n] for n in names], loss_at
+
+
+def test_a_larger_tolerance_never_gives_more_bytes_over_the_papers_range():
+    # DeMoss et al. show ε from 1/16 to 4; on every network the sizes must not grow with ε
+    for seed in (0, 1):
+        tensors, loss_at = mlp_loss(seed=seed)
+        assert any(t.dim() == 1 for t in tensors)  # biases are in
+        sizes = [compressed_complexity(tensors, loss_at, 2.0**k)["complexity_bytes"] for k in range(-4, 3)]
+        assert sizes == sorted(sizes, reverse=True)
+        assert sizes[0] > sizes[-1]
 
 
 def test_complexity_rejects_bad_input():

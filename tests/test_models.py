@@ -139,6 +139,63 @@ def test_transformer_attention_is_causal():
     assert not torch.allclose(other_a[0, 1], hidden[0, 1])  # b sees a
 
 
+def demoss_transformer(**overrides) -> Transformer:
+    """DeMoss et al.'s network at toy size: post-LayerNorm, GELU, no causal mask."""
+    kwargs = {"layer_norm": "post", "causal": False, "activation": "gelu", **overrides}
+    torch.manual_seed(0)
+    return Transformer(vocab_size=7, seq_len=2, n_outputs=7, width=16, depth=1, heads=2, **kwargs)
+
+
+def test_post_layer_norm_transformer_is_demoss_decoder_layer_by_hand():
+    model = demoss_transformer()
+    block = model.blocks[0]
+    assert isinstance(block.mlp[1], torch.nn.GELU) and isinstance(model.norm, torch.nn.Identity)
+    tokens = torch.tensor([[3, 4], [1, 6]])
+    x = model.token_embed(torch.cat([tokens, torch.full((2, 1), 7)], dim=1)) + model.position_embed.weight[:3]
+    layer_norm = torch.nn.functional.layer_norm
+    attention, mlp = block.norm_attention, block.norm_mlp
+    x = layer_norm(x + block.attention(x), (16,), attention.weight, attention.bias)
+    x = layer_norm(x + block.mlp[2](torch.nn.functional.gelu(block.mlp[0](x))), (16,), mlp.weight, mlp.bias)
+    torch.testing.assert_close(model.hidden_states(tokens), x)
+    torch.testing.assert_close(model(tokens), model.unembed(x[:, -1]))
+    hidden = model.hidden_states(tokens)  # at init (gain 1, bias 0) every position is normalized
+    torch.testing.assert_close(hidden.mean(dim=-1), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(hidden.var(dim=-1, unbiased=False), torch.ones(2, 3), atol=1e-3, rtol=0)
+
+
+def test_transformer_without_causal_mask_lets_a_see_b():
+    tokens = torch.tensor([[3, 4], [3, 5]])  # same a, different b
+    open_a = demoss_transformer().hidden_states(tokens)[:, 0]
+    assert not torch.allclose(open_a[0], open_a[1])
+    masked_a = demoss_transformer(causal=True).hidden_states(tokens)[:, 0]
+    torch.testing.assert_close(masked_a[0], masked_a[1], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_post_layer_norm_transformer_runs_as_stacked_replicas(loop):
+    from grokray.models.replicas import VmapReplicas
+
+    models = [demoss_transformer(), demoss_transformer(layer_norm="post")]
+    with torch.no_grad():
+        models[1].unembed.weight.mul_(2.0)
+    tokens = torch.tensor([[3, 4], [1, 6], [0, 0]])
+    out = VmapReplicas(models, loop=loop)(tokens, shared=True)
+    for r, model in enumerate(models):
+        torch.testing.assert_close(out[r], model(tokens))
+
+
+def test_transformer_layer_norm_placements():
+    pre, none = demoss_transformer(layer_norm="pre"), demoss_transformer(layer_norm="none", activation="relu")
+    assert isinstance(pre.norm, torch.nn.LayerNorm)
+    assert isinstance(pre.blocks[0].norm_attention, torch.nn.LayerNorm)
+    assert isinstance(none.norm, torch.nn.Identity) and isinstance(none.blocks[0].mlp[1], torch.nn.ReLU)
+    assert not any("norm" in name for name, _ in none.named_parameters())
+    with pytest.raises(ValueError, match="layer_norm: got 'middle'; allowed: none, pre, post"):
+        demoss_transformer(layer_norm="middle")
+    with pytest.raises(ValueError, match="activation: got 'tanh'"):
+        demoss_transformer(activation="tanh")
+
+
 def test_encoder_ignores_padded_positions():
     c, pool = setup("encoder-text")
     torch.manual_seed(0)
@@ -184,6 +241,66 @@ def test_onehot_mlp_matches_f_one_hot_and_quadratic_squares():
     onehot = torch.cat([torch.nn.functional.one_hot(pairs[:, i], 7) for i in (0, 1)], dim=1).float()
     hidden = onehot @ model.hidden[0].weight.T
     assert torch.equal(model(pairs), (hidden * hidden) @ model.head.weight.T)
+
+
+class DoshiFcn(torch.nn.Module):
+    """``fcn`` of github.com/d-doshi/Grokking (utils/models.py): its layers and init, verbatim."""
+
+    def __init__(self, in_size: int, h_size: int, out_size: int) -> None:
+        import numpy as np
+
+        super().__init__()
+        self.fc1 = torch.nn.Linear(in_size, h_size, bias=False)
+        self.fc2 = torch.nn.Linear(h_size, out_size, bias=False)
+        torch.nn.init.normal_(self.fc1.weight, mean=0.0, std=0.25**0.5 / np.power(2 * h_size, 1 / 3))
+        torch.nn.init.normal_(self.fc2.weight, mean=0.0, std=0.25**0.5 / np.power(2 * h_size, 1 / 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x) ** 2)
+
+
+def doshi_mlp(p: int, width: int, **overrides) -> MLP:
+    kwargs = {"activation": "quadratic", "bias": False, "encoding": "onehot", "init": "doshi", **overrides}
+    return MLP(p=p, width=width, depth=1, embed_dim=4, **kwargs)
+
+
+def test_doshi_init_is_their_network_under_the_same_seed():
+    torch.manual_seed(1)  # the seed of their phase_diagrams_*.py
+    theirs = DoshiFcn(2 * 11, 40, 11)
+    torch.manual_seed(1)
+    ours = doshi_mlp(11, 40)
+    assert torch.equal(ours.hidden[0].weight, theirs.fc1.weight)
+    assert torch.equal(ours.head.weight, theirs.fc2.weight)
+    pairs = torch.cartesian_prod(torch.arange(11), torch.arange(11))
+    onehot = torch.cat([torch.nn.functional.one_hot(pairs[:, i], 11) for i in (0, 1)], dim=1).float()
+    torch.testing.assert_close(ours(pairs), theirs(onehot))
+
+
+def test_doshi_init_statistics_at_the_papers_width():
+    from grokray.models.mlp import doshi_init_std
+
+    assert doshi_init_std(500) == pytest.approx(0.05, rel=1e-12)  # √0.25 / 1000^(1/3)
+    torch.manual_seed(0)
+    model = doshi_mlp(97, 500)
+    for weight in (model.hidden[0].weight, model.head.weight):  # 97,000 draws each
+        values = weight.detach().double().flatten()
+        assert float(values.std()) == pytest.approx(0.05, rel=0.02)
+        assert abs(float(values.mean())) < 4 * 0.05 / len(values) ** 0.5
+        kurtosis = float(((values - values.mean()) ** 4).mean() / values.var() ** 2)
+        assert kurtosis == pytest.approx(3.0, abs=0.1)  # Gaussian (a uniform draw has 1.8)
+    torch.manual_seed(0)
+    default = doshi_mlp(97, 500, init="default")
+    assert float(default.hidden[0].weight.detach().std()) == pytest.approx(1 / (3 * 194) ** 0.5, rel=0.02)
+
+
+def test_doshi_init_is_refused_off_their_network():
+    for overrides in ({"bias": True}, {"encoding": "embed"}):
+        with pytest.raises(ValueError, match=r"init: 'doshi'.*depth=1, bias=false and encoding=onehot"):
+            doshi_mlp(7, 8, **overrides)
+    with pytest.raises(ValueError, match=r"init: 'doshi'.*got depth=2"):
+        MLP(p=7, width=8, depth=2, embed_dim=4, bias=False, encoding="onehot", init="doshi")
+    with pytest.raises(ValueError, match="init: got 'xavier'; allowed: default, doshi"):
+        doshi_mlp(7, 8, init="xavier")
 
 
 def test_a_model_that_does_not_fit_the_task_is_refused():

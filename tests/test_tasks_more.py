@@ -8,7 +8,7 @@ from grokray.study import default_config
 from grokray.tasks import DATA_SEED, corrupt, make_pool, split
 from grokray.tasks.modular import BINARY_OPS, all_pairs, split_indices
 from grokray.tasks.pool import CORRUPTION_SEED_OFFSET
-from grokray.tasks.text import build_vocabulary, encode, words
+from grokray.tasks.text import TEST_FRACTION, build_vocabulary, encode, words
 
 
 def config(**overrides):
@@ -191,16 +191,45 @@ def write_csv(tmp_path, body):
 
 
 def test_text_tokenizer_on_a_three_line_csv_by_hand(tmp_path):
-    path = write_csv(tmp_path, 'text,label\n"Good movie, GOOD!",pos\nBad movie,neg\ngood plot,pos\n')
+    path = write_csv(
+        tmp_path,
+        'text,label,split\n"Good movie, GOOD!",pos,train\nBad movie,neg,train\ngood plot,pos,train\n'
+        "plot twist,neg,test\n",
+    )
     pool = make_pool(config(task="text", data_path=path, vocab_size=3, max_len=4))
-    # counts: good 3, movie 2, bad 1, plot 1 → ids good 3, movie 4, bad 5 (alphabetical tie); plot → unk 1
-    assert pool.inputs.tolist() == [[2, 3, 4, 3], [2, 5, 4, 0], [2, 3, 1, 0]]
-    assert pool.targets.tolist() == [1, 0, 1]  # sorted labels: neg 0, pos 1
+    # train rows' counts: good 3, movie 2, bad 1, plot 1 → good 3, movie 4, bad 5 (alphabetical tie)
+    assert pool.inputs.tolist() == [[2, 3, 4, 3], [2, 5, 4, 0], [2, 3, 1, 0], [2, 1, 1, 0]]
+    assert pool.candidates.tolist() == [0, 1, 2]
+    assert pool.targets.tolist() == [1, 0, 1, 0]  # sorted labels: neg 0, pos 1
     assert pool.n_outputs == 2 and pool.vocab_size == 6 and pool.seq_len == 4
     assert words("Don't STOP, it's fine_ok") == ["don't", "stop", "it's", "fine_ok"]
     vocabulary = build_vocabulary(["b a", "a c b"], 10)
     assert vocabulary == {"a": 3, "b": 4, "c": 5}
     assert encode(["c a z"], vocabulary, 6).tolist() == [[2, 5, 3, 1, 0, 0]]
+
+
+def test_text_vocabulary_comes_from_the_rows_that_can_be_training_rows(tmp_path):
+    # "zebra" is the most frequent word of the file but appears only in the held-out test rows
+    body = "text,label,split\n" + "good fun,1,train\nbad dull,0,train\n" * 3 + "zebra zebra good,1,test\n" * 4
+    pool = make_pool(config(task="text", data_path=write_csv(tmp_path, body), vocab_size=100, max_len=4))
+    assert pool.vocab_size == 3 + 4  # bad, dull, fun, good: no zebra
+    assert pool.inputs[-1].tolist() == [2, 1, 1, 6]  # zebra → unknown (1); good → 6
+    assert pool.candidates.tolist() == list(range(6))
+    for seed in range(3):  # every seed trains inside the candidates and validates on the test rows
+        train_idx, val_idx = split(pool, config(task="text", seed=seed, train_size=4))
+        assert set(train_idx.tolist()) <= set(range(6)) and set(range(6, 10)) <= set(val_idx.tolist())
+    with pytest.raises(ValueError, match=r"data_path: .*split column with no 'test' rows"):
+        make_pool(config(task="text", data_path=write_csv(tmp_path, "text,label,split\na,0,train\nb,1,x\n")))
+
+
+def test_text_without_split_column_holds_out_a_fixed_test_part():
+    pool = make_pool(config(task="text", data_path="data/text_sample.csv", max_len=32))
+    n_test = round(TEST_FRACTION * 300)
+    assert len(pool.candidates) == 300 - n_test and pool.candidates.unique().numel() == 300 - n_test
+    again = make_pool(config(task="text", data_path="data/text_sample.csv", max_len=32, seed=7))
+    assert torch.equal(pool.candidates, again.candidates)  # the same test part for every seed
+    known = set(pool.inputs[pool.candidates].flatten().tolist())
+    assert pool.vocab_size == len(known | {0, 1, 2})  # the candidates' words + pad, unknown, cls
 
 
 def test_text_errors_name_data_path(tmp_path):

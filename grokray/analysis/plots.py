@@ -28,9 +28,32 @@ from grokray.analysis.critical import (
     split_groups,
 )
 
-__all__ = ["plot_grok_probability", "plot_validation_curves"]
+__all__ = [
+    "grok_probability_figure",
+    "plot_grok_probability",
+    "plot_validation_curves",
+    "size_column",
+    "validation_curves_figure",
+]
 
 DPI = 110
+
+SIZE_LABELS = {"train_fraction": "training fraction", "train_size": "training examples (train_size)"}
+
+
+def size_column(table: pd.DataFrame) -> str:
+    """The column that holds a trial's training-set size: ``train_size`` where every trial set one
+    (> 0 overrides ``train_fraction`` in the split, see ``grokray.tasks.pool.split``), else
+    ``train_fraction``. A ``train_size`` study's ``train_fraction`` is the unused default (0.5)."""
+    if "train_size" in table.columns:
+        sizes = pd.to_numeric(table["train_size"], errors="coerce")
+        if sizes.notna().any() and (sizes.dropna() > 0).all():
+            return "train_size"
+    return "train_fraction"
+
+
+def _size_label(size_col: str) -> str:
+    return SIZE_LABELS.get(size_col, size_col)
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -40,20 +63,25 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def plot_validation_curves(curves: pd.DataFrame, table: pd.DataFrame, path: str | Path) -> Path:
+def validation_curves_figure(
+    curves: pd.DataFrame, table: pd.DataFrame, size_col: str | None = None
+) -> Figure:
     """Validation (solid) and train (faint dashed) accuracy vs step, one line per trial.
 
-    Lines are coloured by the trial's training fraction (viridis, with a colorbar);
-    trials missing from ``table`` are drawn grey.  Linear step axis (steps start at 0).
+    Lines are coloured by the trial's training-set size ``size_col`` (default: ``size_column``
+    of ``table``; viridis, with a colorbar); trials missing from ``table`` are drawn grey.
+    Linear step axis (steps start at 0).
     """
-    fractions: dict[Hashable, float] = {}
-    if {"trial_id", "train_fraction"} <= set(table.columns):
-        known = table.dropna(subset=["train_fraction"]).drop_duplicates("trial_id")
-        fractions = dict(zip(known["trial_id"], known["train_fraction"].astype(float), strict=True))
-    values = list(fractions.values())
+    size_col = size_col or size_column(table)
+    sizes: dict[Hashable, float] = {}
+    if {"trial_id", size_col} <= set(table.columns):
+        known = table.dropna(subset=[size_col]).drop_duplicates("trial_id")
+        sizes = dict(zip(known["trial_id"], known[size_col].astype(float), strict=True))
+    values = list(sizes.values())
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if low == high:
-        low, high = low - 0.05, high + 0.05
+        pad = 0.05 if size_col == "train_fraction" else max(1.0, 0.05 * abs(low))
+        low, high = low - pad, high + pad
     norm = Normalize(vmin=low, vmax=high)
     cmap = colormaps["viridis"]
 
@@ -62,8 +90,8 @@ def plot_validation_curves(curves: pd.DataFrame, table: pd.DataFrame, path: str 
     has_train = "train_acc" in curves.columns
     for trial_id, trial in curves.groupby("trial_id", sort=True):
         trial = trial.sort_values("step")
-        fraction = fractions.get(trial_id)
-        color = cmap(norm(fraction)) if fraction is not None else (0.5, 0.5, 0.5, 1.0)
+        size = sizes.get(trial_id)
+        color = cmap(norm(size)) if size is not None else (0.5, 0.5, 0.5, 1.0)
         if has_train:
             ax.plot(
                 trial["step"],
@@ -75,7 +103,7 @@ def plot_validation_curves(curves: pd.DataFrame, table: pd.DataFrame, path: str 
             )
         ax.plot(trial["step"], trial["val_acc"], ls="-", lw=1.3, alpha=0.9, color=color)
 
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="training fraction")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=_size_label(size_col))
     handles = [Line2D([], [], color="k", ls="-", label="validation")]
     if has_train:
         handles.append(Line2D([], [], color="k", ls="--", alpha=0.4, label="train"))
@@ -85,7 +113,14 @@ def plot_validation_curves(curves: pd.DataFrame, table: pd.DataFrame, path: str 
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Validation accuracy vs step")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
+
+
+def plot_validation_curves(
+    curves: pd.DataFrame, table: pd.DataFrame, path: str | Path, size_col: str | None = None
+) -> Path:
+    """``validation_curves_figure`` saved as a PNG at ``path``."""
+    return _save(validation_curves_figure(curves, table, size_col), path)
 
 
 def _group_key(group: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -105,16 +140,15 @@ def _budget_text(estimates: list[dict]) -> str:
     return f"{budgets[0]:,}–{budgets[-1]:,} steps"
 
 
-def plot_grok_probability(
+def grok_probability_figure(
     table: pd.DataFrame,
     estimates: list[dict],
-    path: str | Path,
     *,
-    size_col: str = "train_fraction",
+    size_col: str | None = None,
     n_bins: int = 3,
     n_bootstrap: int = 1000,
     seed: int = 0,
-) -> Path:
+) -> Figure:
     """P(grok within budget) vs data size: data, logistic fit, band and critical size.
 
     Per group of ``estimates`` (as returned by ``critical_data_size``): empirical P(grok)
@@ -122,10 +156,13 @@ def plot_grok_probability(
     95 % band, a dashed vertical line at the critical size with its CI shaded; on a second
     y-axis the mean steps-to-grok per size, whose peak marks the critical regime.
 
-    The groups are rebuilt from ``table`` with the group columns named in ``estimates``;
-    pass the ``size_col``, ``n_bins``, ``n_bootstrap`` and ``seed`` that produced the
-    estimates so that the band is drawn from the very resamples behind the reported CI.
+    The x axis is the size column ``size_col``: ``train_fraction``, or ``train_size`` in
+    examples (default: ``size_column`` of ``table``, so a ``train_size`` sweep is drawn against
+    its sizes). The groups are rebuilt from ``table`` with the group columns named in
+    ``estimates``; pass the ``size_col``, ``n_bins``, ``n_bootstrap`` and ``seed`` that produced
+    the estimates so that the band is drawn from the very resamples behind the reported CI.
     """
+    size_col = size_col or size_column(table)
     group_cols = list(estimates[0]["group"]) if estimates else []
     groups = {_group_key(g): trials for g, trials in split_groups(table, group_cols, n_bins, size_col)}
     if not estimates:  # nothing estimated: still show the data
@@ -151,7 +188,12 @@ def plot_grok_probability(
         cf = float(estimate.get("critical_fraction", math.nan))
         label = _group_label(estimate["group"])
         if math.isfinite(cf):
-            label += f": critical fraction {cf:.3f}"
+            size = estimate.get("critical_size")
+            label += (
+                f": critical fraction {cf:.3f}"
+                if fraction_axis or size is None or not math.isfinite(size)
+                else f": critical size {size:g}"
+            )
         ax.scatter(
             xs,
             empirical["p_grok"],
@@ -203,12 +245,10 @@ def plot_grok_probability(
             )
 
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("training fraction" if fraction_axis else size_col)
+    ax.set_xlabel(_size_label(size_col))
     ax.set_ylabel("P(grok within budget)")
     ax_steps.set_ylabel("mean steps to grok (grokked trials, ■; ★ = peak)")
-    ax.set_title(
-        f"P(grok within {_budget_text(estimates)}) vs {'training fraction' if fraction_axis else size_col}"
-    )
+    ax.set_title(f"P(grok within {_budget_text(estimates)}) vs {_size_label(size_col)}")
     ax.grid(alpha=0.3)
     handles = ax.get_legend_handles_labels()[0]
     handles += [
@@ -216,4 +256,21 @@ def plot_grok_probability(
         Line2D([], [], color="k", ls="--", label="critical size (shade: 95% CI)"),
     ]
     ax.legend(handles=handles, loc="center right", fontsize=8)
-    return _save(fig, path)
+    return fig
+
+
+def plot_grok_probability(
+    table: pd.DataFrame,
+    estimates: list[dict],
+    path: str | Path,
+    *,
+    size_col: str | None = None,
+    n_bins: int = 3,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """``grok_probability_figure`` saved as a PNG at ``path``."""
+    figure = grok_probability_figure(
+        table, estimates, size_col=size_col, n_bins=n_bins, n_bootstrap=n_bootstrap, seed=seed
+    )
+    return _save(figure, path)

@@ -5,6 +5,7 @@ Same conventions as ``plots.py``: matplotlib's object-oriented API, Agg, no pypl
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,12 @@ PHASE_COLORS = {
 def _column(table: pd.DataFrame, name: str) -> pd.Series:
     if name in table:
         return table[name]
+    if "*" in name:  # a product of columns, e.g. ``lr*reg_strength`` (Notsawo et al.'s lr·β)
+        factors = [pd.to_numeric(_column(table, part.strip()), errors="coerce") for part in name.split("*")]
+        product = factors[0]
+        for factor in factors[1:]:
+            product = product * factor
+        return product.rename(name)
     if f"final_{name}" in table:
         return table[f"final_{name}"]
     raise KeyError(f"{name!r} is not a column of the trial table")
@@ -60,6 +67,8 @@ def plot_trials(table: pd.DataFrame, plot: Any, path: str | Path) -> Path:
         ax.set_xscale("log")
     if plot.logy and (drawn["y"] > 0).any():
         ax.set_yscale("log")
+    if plot.logx and plot.logy and plot.y == "grokking_delay":
+        _annotate_slopes(ax, table.assign(_color=data["c"]), plot.x)
     ax.set_xlabel(plot.x)
     ax.set_ylabel(plot.y)
     title = plot.title or f"{plot.y} vs {plot.x}"
@@ -70,6 +79,23 @@ def plot_trials(table: pd.DataFrame, plot: Any, path: str | Path) -> Path:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _annotate_slopes(ax: Any, table: pd.DataFrame, x: str) -> None:
+    """The fitted slope of log(delay) on log(x) per colour, with its 95 % CI, in the corner."""
+    from grokray.analysis.slope import delay_slope
+
+    table = table.assign(_x=_column(table, x))
+    lines = []
+    for f in delay_slope(table, group_col="_color", x_cols=("_x",)):
+        if not math.isfinite(f["slope"]):  # too few delays to fit
+            continue
+        interval = f" [{f['ci_low']:.2f}, {f['ci_high']:.2f}]" if math.isfinite(f["ci_low"]) else ""
+        censored = f", {f['n_censored']} censored" if f["n_censored"] else ""
+        lines.append(f"{f['group']}: slope {f['slope']:.2f}{interval} (n={f['n_used']}{censored})")
+    if lines:
+        ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, fontsize=7, va="bottom",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
 
 
 def _majority(values: pd.Series) -> str:

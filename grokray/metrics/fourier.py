@@ -15,16 +15,16 @@ import torch
 
 
 def ipr(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Inverse participation ratio of the DFT of ``x`` along ``dim``: Σ_i (|x̃_i| / ‖x̃‖₂)⁴.
+    """Inverse participation ratio of the one-sided DFT of ``x`` along ``dim``: Σ_f (|x̃_f| / ‖x̃‖₂)⁴.
 
-    x̃ = ``torch.fft.fft(x, dim=dim)`` with the default ("backward") normalization, i.e. the
-    unnormalized sum x̃_f = Σ_a x_a e^{−2πi f a / p}; any constant factor of the DFT cancels in the
-    ratio, so the IPR is scale-free. It lies in [1/p, 1]: 1/p for a flat spectrum (a delta/one-hot
-    vector), 0.5 for a pure cosine cos(2π f a / p) with 0 < f < p/2 (two conjugate peaks of equal
-    height), 1 for a constant or a single complex exponential. A zero vector has IPR 0 by
-    convention (a pruned neuron).
+    x̃ = ``torch.fft.rfft(x, dim=dim)``: the frequencies f = 0 … ⌊p/2⌋ of a real vector of length
+    p, as in Doshi et al.'s code (``calculate_ipr(np.abs(np.fft.rfft(row)), r=2)``). Each cosine
+    cos(2π f a / p) is one peak there, so a pure cosine (or a constant) has IPR 1 and two cosines of
+    equal amplitude 1/2; a delta (one-hot) vector has a flat spectrum, IPR 1/(⌊p/2⌋ + 1). The
+    normalization of the DFT cancels in the ratio, so the IPR is scale-free. A zero vector has IPR
+    0 by convention (a pruned neuron).
     """
-    spectrum = torch.fft.fft(x, dim=dim).abs()
+    spectrum = torch.fft.rfft(x, dim=dim).abs()
     norm = torch.linalg.vector_norm(spectrum, dim=dim, keepdim=True)
     return (spectrum / norm.clamp_min(torch.finfo(spectrum.dtype).tiny)).pow(4).sum(dim=dim)
 

@@ -1,8 +1,11 @@
 """Grokking onset: memorization and generalization steps from evaluation curves.
 
-``memorization_step`` / ``grokking_step`` is the first evaluation step from which train / val
-accuracy stays at or above its threshold for ``patience`` consecutive evaluations (DESIGN.md).
-A drop below the threshold before ``patience`` is reached resets the candidate.
+``memorization_step`` / ``grokking_step`` is the first evaluation step from which the curve named
+by ``memorize_metric`` / ``grok_metric`` stays on the good side of its threshold for ``patience``
+consecutive evaluations (DESIGN.md): an accuracy at or above it (``train_acc``, ``val_acc``), a
+loss or error at or below it (``train_loss``, ``val_loss``, ``recovery_error``: Notsawo et al.'s
+t2 is the first step with relative recovery error ≤ 1e-4). A step on the wrong side before
+``patience`` is reached resets the candidate; so does a NaN (a diverged run never onsets).
 """
 
 from __future__ import annotations
@@ -14,6 +17,17 @@ import dataclasses
 # sooner: the gap is this share of the run's step budget.
 GROKKING_GAP_FRACTION = 0.1
 
+#: Each onset curve and the side of its threshold that counts: "above" (≥) or "below" (≤).
+DIRECTIONS = {
+    "train_acc": "above",
+    "val_acc": "above",
+    "train_loss": "below",
+    "val_loss": "below",
+    "recovery_error": "below",
+}
+MEMORIZE_METRICS = ("train_acc", "train_loss")
+GROK_METRICS = ("val_acc", "val_loss", "recovery_error")
+
 
 @dataclasses.dataclass
 class _Run:
@@ -22,11 +36,12 @@ class _Run:
     candidate: int | None = None
     count: int = 0
     confirmed: int | None = None
+    direction: str = "above"
 
     def update(self, step: int, value: float) -> None:
         if self.confirmed is not None:
             return
-        if value >= self.threshold:
+        if value >= self.threshold if self.direction == "above" else value <= self.threshold:
             if self.candidate is None:
                 self.candidate, self.count = step, 0
             self.count += 1
@@ -38,19 +53,36 @@ class _Run:
 
 @dataclasses.dataclass
 class OnsetTracker:
-    """Feeds on (step, train_acc, val_acc) evaluations; knows the onset steps so far."""
+    """Feeds on evaluations (step, train_acc, val_acc and any other curves by name); knows the
+    onset steps so far."""
 
     memorize_threshold: float = 0.99
     grok_threshold: float = 0.99
     patience: int = 2
+    memorize_metric: str = "train_acc"
+    grok_metric: str = "val_acc"
 
     def __post_init__(self) -> None:
-        self._train = _Run(self.memorize_threshold, self.patience)
-        self._val = _Run(self.grok_threshold, self.patience)
+        for field, value, allowed in (
+            ("memorize_metric", self.memorize_metric, MEMORIZE_METRICS),
+            ("grok_metric", self.grok_metric, GROK_METRICS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{field}: got {value!r}; allowed: {', '.join(allowed)}")
+        self._train = _Run(self.memorize_threshold, self.patience, direction=DIRECTIONS[self.memorize_metric])
+        self._val = _Run(self.grok_threshold, self.patience, direction=DIRECTIONS[self.grok_metric])
 
-    def update(self, step: int, train_acc: float, val_acc: float) -> None:
-        self._train.update(step, train_acc)
-        self._val.update(step, val_acc)
+    def update(self, step: int, train_acc: float, val_acc: float, **curves: float) -> None:
+        """One evaluation; ``curves`` holds the other curves of the record (train_loss, val_loss,
+        recovery_error, ...), of which a loss-selected onset reads its own."""
+        values = {"train_acc": train_acc, "val_acc": val_acc, **curves}
+        for run, metric in ((self._train, self.memorize_metric), (self._val, self.grok_metric)):
+            if metric not in values:
+                raise ValueError(
+                    f"{metric}: this run has no such curve (it has {', '.join(sorted(values))}); "
+                    "recovery_error exists for sparse_recovery and matrix_completion only"
+                )
+            run.update(step, float(values[metric]))
 
     @property
     def memorization_step(self) -> int | None:
@@ -70,10 +102,10 @@ class OnsetTracker:
             return None
         return self.grokking_step - self.memorization_step
 
-    def state_dict(self) -> dict[str, dict[str, int | float | None]]:
+    def state_dict(self) -> dict[str, dict[str, int | float | str | None]]:
         return {"train": dataclasses.asdict(self._train), "val": dataclasses.asdict(self._val)}
 
-    def load_state_dict(self, state: dict[str, dict[str, int | float | None]]) -> None:
+    def load_state_dict(self, state: dict[str, dict[str, int | float | str | None]]) -> None:
         self._train = _Run(**state["train"])  # type: ignore[arg-type]
         self._val = _Run(**state["val"])  # type: ignore[arg-type]
 

@@ -11,19 +11,21 @@ from typing import Any
 
 from torch import nn
 
+from grokray.models.diagonal import Diagonal
 from grokray.models.encoder import Encoder
 from grokray.models.linear import DeepLinear
 from grokray.models.mlp import MLP, scale_parameters
 from grokray.models.transformer import Transformer
 from grokray.tasks.pool import Pool, make_pool
 
-__all__ = ["MLP", "DeepLinear", "Encoder", "Transformer", "build_model", "scale_parameters"]
+__all__ = ["MLP", "DeepLinear", "Diagonal", "Encoder", "Transformer", "build_model", "scale_parameters"]
 
 #: Tasks whose inputs are rows of int64 token ids with nothing padded (two tokens per example).
 TOKEN_PAIR_TASKS = ("modular", "matrix_completion")
 MODEL_HINT = (
     "mlp: modular, matrix_completion, digits, sparse_recovery; transformer: modular, matrix_completion; "
-    "encoder: text, modular, matrix_completion; linear: sparse_recovery, matrix_completion, digits"
+    "encoder: text, modular, matrix_completion; linear: sparse_recovery, matrix_completion, digits; "
+    "diagonal: sparse_recovery"
 )
 
 
@@ -34,6 +36,9 @@ def build_model(config: Mapping[str, Any], pool: Pool | None = None) -> nn.Modul
         pool = make_pool(config)
     name, task = config["model"], config["task"]
     width, depth, bias = config["width"], config["depth"], config["bias"]
+    init = config.get("init", "default")
+    if init != "default" and name != "mlp":
+        raise ValueError(f"init: {init!r} is defined for model=mlp only; got model={name!r}")
     if name == "mlp" and (pool.input_dim or task in TOKEN_PAIR_TASKS):
         model: nn.Module = MLP(
             p=pool.vocab_size,
@@ -45,10 +50,20 @@ def build_model(config: Mapping[str, Any], pool: Pool | None = None) -> nn.Modul
             encoding=config["encoding"],
             n_outputs=pool.n_outputs,
             input_dim=pool.input_dim,
+            init=init,
         )
     elif name == "transformer" and task in TOKEN_PAIR_TASKS:
         model = Transformer(
-            pool.vocab_size, pool.seq_len, pool.n_outputs, width, depth, config["heads"], bias=bias
+            pool.vocab_size,
+            pool.seq_len,
+            pool.n_outputs,
+            width,
+            depth,
+            config["heads"],
+            bias=bias,
+            layer_norm=config.get("layer_norm", "none"),
+            causal=config.get("causal", True),
+            activation=config.get("activation", "relu"),
         )
     elif name == "encoder" and (task == "text" or task in TOKEN_PAIR_TASKS):
         model = Encoder(
@@ -64,6 +79,8 @@ def build_model(config: Mapping[str, Any], pool: Pool | None = None) -> nn.Modul
     elif name == "linear" and (pool.input_dim or task == "matrix_completion"):
         matrix_size = config["matrix_size"] if task == "matrix_completion" else 0
         model = DeepLinear(pool.input_dim, pool.n_outputs, width, depth, matrix_size=matrix_size)
+    elif name == "diagonal" and pool.input_dim and pool.n_outputs == 1:  # features → one number
+        model = Diagonal(pool.input_dim, depth)
     else:
         raise ValueError(f"model: {name!r} does not fit task {task!r}; {MODEL_HINT}")
     scale_parameters(model, config["init_scale"])

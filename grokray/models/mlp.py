@@ -14,6 +14,19 @@ class Quadratic(nn.Module):
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "quadratic": Quadratic}
+INITS = ("default", "doshi")
+
+
+def doshi_init_std(width: int) -> float:
+    """σ of Doshi et al.'s init of both layers of their width-N network: √0.25 / (2N)^(1/3).
+
+    From ``fcn`` in github.com/d-doshi/Grokking (utils/models.py, "standard initialization"):
+    ``normal_(weight, 0, 0.25**0.5 / np.power(2 * h_size, 1/3))`` for fc1 and fc2 alike, N = h_size
+    the hidden width (the cube root as the network's output W·(U e_a + V e_b)² is cubic in the
+    weights). Width 500 gives σ = 0.05, against PyTorch's default U(±1/√fan_in): σ ≈ 0.041 for U,
+    V and 0.026 for W at p = 97.
+    """
+    return 0.25**0.5 / (2 * width) ** (1 / 3)
 
 
 class MLP(nn.Module):
@@ -21,6 +34,10 @@ class MLP(nn.Module):
 
     With ``input_dim`` > 0 the inputs are float features instead: f(x) = head(φ(... φ(W1 x) ...)).
     ``n_outputs`` defaults to p (one logit per residue).
+
+    ``init="doshi"`` draws both weight matrices from N(0, ``doshi_init_std(width)``²) after the
+    default init (so under the same seed the weights are exactly those of Doshi et al.'s ``fcn``).
+    It is defined for their network only: depth 1, no biases, one-hot operands.
     """
 
     def __init__(
@@ -34,8 +51,17 @@ class MLP(nn.Module):
         encoding: str = "embed",
         n_outputs: int | None = None,
         input_dim: int = 0,
+        init: str = "default",
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init: got {init!r}; allowed: {', '.join(INITS)}")
+        if init == "doshi" and (depth != 1 or bias or input_dim > 0 or encoding != "onehot"):
+            raise ValueError(
+                f"init: 'doshi' is Doshi et al.'s init of their network, an MLP with depth=1, "
+                f"bias=false and encoding=onehot on two operands; got depth={depth}, bias={bias}, "
+                f"encoding={'features' if input_dim > 0 else encoding}. Set those, or init=default"
+            )
         self.p = p
         self.encoding = "features" if input_dim > 0 else encoding
         if input_dim > 0:
@@ -52,6 +78,10 @@ class MLP(nn.Module):
             in_dim = width
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(in_dim, p if n_outputs is None else n_outputs, bias=bias)
+        if init == "doshi":
+            std = doshi_init_std(width)
+            nn.init.normal_(self.hidden[0].weight, mean=0.0, std=std)
+            nn.init.normal_(self.head.weight, mean=0.0, std=std)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.encoding == "features":

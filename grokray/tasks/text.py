@@ -1,11 +1,20 @@
 """Text classification from a CSV or Parquet file with ``text`` and ``label`` columns (IMDB, Yelp, …).
 
+Test part: the rows that no seed ever trains on, fixed for the file. With a ``split`` column they are
+the rows whose split is ``test`` (IMDB and Yelp come with a train/test split); without one, the
+first ``round(TEST_FRACTION · N)`` rows (at least 1) of a permutation seeded with ``DATA_SEED``.
+Every other row is a candidate: each seed draws its training set from the candidates
+(``Pool.candidates``, ``pool.split``) and validates on the rest of the file, its unused candidates
+and the test part.
+
 Tokenizer: lowercase, then words are the matches of ``WORD_RE`` (letters, digits, underscore, one
 inner apostrophe: "don't" is one word). The vocabulary is the ``vocab_size`` most frequent words of
-the whole file, ties broken alphabetically; ids 0 = pad, 1 = unknown word, 2 = cls, then the words
-from the most frequent (id 3) down. Every example is [cls, w1, w2, …] truncated / padded with 0 to
-``max_len``. Labels: the sorted distinct values of ``label`` map to 0, 1, … (so 0/1 stay 0/1 and
-"negative"/"positive" become 0/1).
+the candidate rows, ties broken alphabetically, so a word seen only in the test part is unknown;
+ids 0 = pad, 1 = unknown word, 2 = cls, then the words from the most frequent (id 3) down. (A
+seed's unused candidates are validation rows whose words may have ids that seed never trains, as
+with a tokenizer's fixed vocabulary: Zhu et al. use bert-base-uncased's.) Every example is
+[cls, w1, w2, …] truncated / padded with 0 to ``max_len``. Labels: the sorted distinct values of
+``label`` map to 0, 1, … (so 0/1 stay 0/1 and "negative"/"positive" become 0/1).
 """
 
 from __future__ import annotations
@@ -19,11 +28,13 @@ from typing import Any
 import torch
 
 from grokray.study import find_data_file
-from grokray.tasks.pool import Pool
+from grokray.tasks.pool import DATA_SEED, Pool
 
 PAD, UNK, CLS = 0, 1, 2
 N_SPECIAL = 3
 WORD_RE = re.compile(r"\w+(?:'\w+)?")
+SPLIT_COLUMN = "split"
+TEST_FRACTION = 0.2  # share of the rows held out as the test part of a file without a split column
 
 
 def words(text: str) -> list[str]:
@@ -58,8 +69,9 @@ def resolve_data_path(data_path: str) -> Path:
     return path
 
 
-def read_table(data_path: str) -> tuple[list[str], list[Any]]:
-    """The ``text`` and ``label`` columns of a Parquet (.parquet, .pq) or CSV (anything else) file."""
+def read_table(data_path: str) -> tuple[list[str], list[Any], list[str] | None]:
+    """The ``text`` and ``label`` columns of a Parquet (.parquet, .pq) or CSV (anything else) file,
+    and its ``split`` column as lowercase text (None if it has none)."""
     import pandas as pd
 
     path = resolve_data_path(data_path)
@@ -81,7 +93,28 @@ def read_table(data_path: str) -> tuple[list[str], list[Any]]:
     if len(frame) < 2:
         raise ValueError(f"data_path: {data_path} has {len(frame)} row(s); need at least 2")
     texts = ["" if isinstance(t, float) else str(t) for t in frame["text"].tolist()]  # NaN text → ""
-    return texts, frame["label"].tolist()
+    splits = None
+    if SPLIT_COLUMN in frame.columns:
+        splits = [str(value).strip().lower() for value in frame[SPLIT_COLUMN].tolist()]
+    return texts, frame["label"].tolist(), splits
+
+
+def held_out_rows(n_rows: int, splits: Sequence[str] | None, data_path: str = "") -> torch.Tensor:
+    """(n_rows,) bool: the fixed test part (see the module docstring); at least one row is in it
+    and at least one row is not."""
+    if splits is not None:
+        test = torch.tensor([value == "test" for value in splits], dtype=torch.bool)
+        if not test.any() or test.all():
+            raise ValueError(
+                f"data_path: {data_path} has a {SPLIT_COLUMN} column with "
+                f"{'no' if not test.any() else 'only'} 'test' rows; need both test and other rows"
+            )
+        return test
+    n_test = min(max(1, round(TEST_FRACTION * n_rows)), n_rows - 1)
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(DATA_SEED))
+    test = torch.zeros(n_rows, dtype=torch.bool)
+    test[order[:n_test]] = True
+    return test
 
 
 def label_ids(labels: Sequence[Any]) -> tuple[torch.Tensor, list[Any]]:
@@ -92,14 +125,18 @@ def label_ids(labels: Sequence[Any]) -> tuple[torch.Tensor, list[Any]]:
 
 
 def text_pool(config: Mapping[str, Any]) -> Pool:
-    """Every row of ``data_path`` tokenized; n_outputs = number of distinct labels (at least 2)."""
-    texts, labels = read_table(config["data_path"])
-    vocabulary = build_vocabulary(texts, config["vocab_size"])
+    """Every row of ``data_path`` tokenized with the vocabulary of the candidate rows (the rows
+    outside the test part); n_outputs = number of distinct labels (at least 2)."""
+    texts, labels, splits = read_table(config["data_path"])
+    held_out = held_out_rows(len(texts), splits, config["data_path"])
+    candidates = torch.nonzero(~held_out).flatten()
+    vocabulary = build_vocabulary([texts[i] for i in candidates.tolist()], config["vocab_size"])
     targets, classes = label_ids(labels)
     return Pool(
         inputs=encode(texts, vocabulary, config["max_len"]),
         targets=targets,
         n_outputs=max(2, len(classes)),
+        candidates=candidates,
         vocab_size=N_SPECIAL + len(vocabulary),
         seq_len=config["max_len"],
     )

@@ -128,7 +128,9 @@ PARAMS: dict[str, Param] = {
     "momentum": Param(float, 0.9, low=0.0, high=1.0),
     "temperature": Param(float, 0.0, low=0.0),
     "friction": Param(float, 0.5, low=0.0, high=1.0, help="wand: friction c_f"),
-    "wand_beta": Param(float, 1.0, low=0.0, help="wand: entropy bias S_bias(x) = β·(x − L0)² above L0"),
+    "wand_beta": Param(
+        float, 700.0, low=0.0, help="wand: entropy bias β·(x − L0)² above L0 (700: measured in glass.py)"
+    ),
     "wand_l0": Param(float, -8.0, help="wand: L0 of the entropy bias, in ln L_train"),
     "wand_wl_height": Param(float, 0.01, low=0.0, help="wand: Wang–Landau deposit height F_WL; 0 = off"),
     "wand_wl_ramp": Param(int, 1000, low=0, help="wand: steps t_WL of f_WL's linear ramp, then 1/t"),

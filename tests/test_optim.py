@@ -301,34 +301,43 @@ def quadratic_grads(params: Sequence[torch.nn.Parameter]) -> torch.Tensor:
     return loss.detach()
 
 
-def test_wand_at_zero_temperature_full_friction_and_flat_entropy_is_a_scaled_gradient_step():
+def test_wand_at_zero_temperature_and_full_friction_is_a_gradient_step_on_the_entropy_bias():
     params = make_params(2)
     start = [p.detach().double().clone() for p in params]
     configs = [
-        cfg(optimizer="wand", lr=0.3, weight_decay=0.0, friction=1.0, temperature=0.0, seed=s) for s in (0, 1)
-    ]
+        cfg(optimizer="wand", lr=0.3, weight_decay=0.0, friction=1.0, temperature=0.0, seed=s,
+            wand_beta=0.5, wand_l0=-8.0, wand_wl_height=0.0) for s in (0, 1)
+    ]  # fmt: skip
     opt = ReplicaOptimizer(params, configs)
     losses = quadratic_grads(params)
-    assert opt.wand is not None and torch.equal(opt.wand.entropy_slope(losses.double().log()), torch.ones(2))
+    x = losses.double().log()
+    assert opt.wand is not None
+    slope = opt.wand.entropy_slope(x)  # S_bias' = 2β(x − L0), by finite differences within β·h
+    torch.testing.assert_close(slope, 2 * 0.5 * (x + 8.0), rtol=0, atol=0.5 * opt.wand.spacing)
     opt.step(losses=losses)
-    # c_f = 1: v = a·dt = −dt·g/L, θ ← θ + v·dt: θ₁ = θ₀ − lr²·θ₀/L (g = θ for ½θ²)
+    # c_f = 1: v = a·dt = −dt·S'·g/L, θ ← θ + v·dt: θ₁ = θ₀ − lr²·S'·θ₀/L (g = θ for ½θ²)
     loss64 = 0.5 * sum(s.pow(2).flatten(1).sum(dim=1) for s in start) + 1.0
     for p, s in zip(params, start, strict=True):
-        want = s - 0.09 * s / loss64.view((-1,) + (1,) * (s.dim() - 1))
+        shape = (-1,) + (1,) * (s.dim() - 1)
+        want = s - 0.09 * slope.view(shape) * s / loss64.view(shape)
         torch.testing.assert_close(p.detach().double(), want, rtol=1e-6, atol=1e-7)
 
 
 def test_wand_underdamped_two_steps_by_hand():
     params = make_params(1)
-    dt, c_f = 0.2, 0.5
-    wand = Wand(
-        params, [cfg(optimizer="wand", lr=dt, weight_decay=0.0, friction=c_f, temperature=0.0)], f_max=0.0
-    )
+    dt, c_f, beta, l0 = 0.2, 0.5, 0.3, -8.0
+    config = cfg(optimizer="wand", lr=dt, weight_decay=0.0, friction=c_f, temperature=0.0,
+                 wand_beta=beta, wand_l0=l0, wand_wl_height=0.0)  # fmt: skip
+    wand = Wand(params, [config])
+    h = wand.spacing
     theta = [p.detach().double().clone() for p in params]
     velocity = [torch.zeros_like(t) for t in theta]
     for _ in range(2):
         loss = 0.5 * sum(t.pow(2).sum() for t in theta) + 1.0
-        velocity = [v * (1 - c_f) - dt * t / loss for v, t in zip(velocity, theta, strict=True)]
+        # S' by finite differences of S_bias = β(x − L0)² between the grid points around x = ln L
+        low = -20.0 + h * math.floor((math.log(loss) + 20.0) / h)
+        slope = beta * ((low + h - l0) ** 2 - (low - l0) ** 2) / h
+        velocity = [v * (1 - c_f) - dt * slope * t / loss for v, t in zip(velocity, theta, strict=True)]
         theta = [t + dt * v for t, v in zip(theta, velocity, strict=True)]
         wand.step(quadratic_grads(params))
     for p, t in zip(params, theta, strict=True):
@@ -337,25 +346,29 @@ def test_wand_underdamped_two_steps_by_hand():
 
 def test_wand_wang_landau_deposits_raise_the_entropy_where_the_walker_was():
     params = make_params(1)
-    wand = Wand(params, [cfg(optimizer="wand", lr=1e-3, temperature=0.0)], f_max=1.0, ramp_steps=0)
+    config = cfg(
+        optimizer="wand", lr=1e-3, temperature=0.0, wand_beta=0.0, wand_wl_height=1.0, wand_wl_ramp=0
+    )
+    wand = Wand(params, [config])
     losses = quadratic_grads(params)
     x = losses.double().log()
     wand.step(losses)
     w, h = wand.width, wand.spacing
-    # S = x + exp(−(x − x_t)²/2w²): S(x_t) = x_t + 1 (up to linear interpolation on the grid, ≤ h²/8w²),
-    # S'(x_t ± w) = 1 ∓ e^{−1/2}/w
-    assert wand.entropy(x).item() == pytest.approx(x.item() + 1.0, abs=h**2 / (8 * w**2) + 1e-9)
-    assert wand.entropy(x + 10 * w).item() == pytest.approx(x.item() + 10 * w, abs=1e-9)
+    # β = 0: S = exp(−(x − x_t)²/2w²) after one deposit: S(x_t) = 1 (up to linear interpolation on the
+    # grid, ≤ h²/8w²), S'(x_t ± w) = ∓ e^{−1/2}/w
+    assert wand.entropy(x).item() == pytest.approx(1.0, abs=h**2 / (8 * w**2) + 1e-9)
+    assert wand.entropy(x + 10 * w).item() == pytest.approx(0.0, abs=1e-9)
     slope = math.exp(-0.5) / w
-    assert wand.entropy_slope(x + w).item() == pytest.approx(1 - slope, rel=2e-3)
-    assert wand.entropy_slope(x - w).item() == pytest.approx(1 + slope, rel=2e-3)
-    assert wand.entropy_slope(x + 10 * w).item() == pytest.approx(1.0, abs=1e-9)
-    assert wand.entropy_slope(torch.tensor([40.0], dtype=torch.float64)).item() == 1.0  # off the grid
+    assert wand.entropy_slope(x + w).item() == pytest.approx(-slope, rel=2e-3)
+    assert wand.entropy_slope(x - w).item() == pytest.approx(slope, rel=2e-3)
+    assert wand.entropy_slope(x + 10 * w).item() == pytest.approx(0.0, abs=1e-9)
+    assert wand.entropy_slope(torch.tensor([40.0], dtype=torch.float64)).item() == 0.0  # off the grid
 
 
 def test_wand_deposit_height_ramps_up_then_decays_like_one_over_t():
-    wand = Wand(make_params(1), [cfg(optimizer="wand")], f_max=0.5, ramp_steps=100)
-    assert [wand.f_wl(t) for t in (1, 50, 100, 200, 1000)] == pytest.approx([0.005, 0.25, 0.5, 0.25, 0.05])
+    wand = Wand(make_params(1), [cfg(optimizer="wand", wand_wl_height=0.5, wand_wl_ramp=100)])
+    heights = [wand.f_wl(t).item() for t in (1, 50, 100, 200, 1000)]
+    assert heights == pytest.approx([0.005, 0.25, 0.5, 0.25, 0.05])
 
 
 def test_wand_noise_has_the_underdamped_langevin_scale():
@@ -367,8 +380,8 @@ def test_wand_noise_has_the_underdamped_langevin_scale():
     opt = ReplicaOptimizer(big, configs)
     big[0].grad = torch.zeros_like(big[0])
     opt.step(losses=torch.ones(2))
-    # v = sqrt(c_f(2 − c_f)·T)·ξ, θ = dt·v
-    assert big[0].detach()[0].std().item() == pytest.approx(0.1 * math.sqrt(0.75 * 0.5), rel=0.02)
+    # v₀ ~ N(0, T), v₁ = (1 − c_f)·v₀ + sqrt(c_f(2 − c_f)·T)·ξ has variance T again; θ = dt·v₁
+    assert big[0].detach()[0].std().item() == pytest.approx(0.1 * math.sqrt(0.5), rel=0.02)
     assert torch.count_nonzero(big[0].detach()[1]) == 0
     with pytest.raises(ValueError, match="losses"):
         opt.step()

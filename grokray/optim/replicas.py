@@ -5,7 +5,8 @@ for step, with lr and weight decay as (R, 1, …) tensors instead of scalars, so
 its unbatched run to float tolerance. Langevin noise (``temperature``) is part of the step: it is
 drawn per replica from the unbatched path's generator seed, in the same order and shapes as
 ``grokray.optim.LangevinNoise``, so T > 0 runs match too, and T = 0 draws nothing (plain AdamW bit
-for bit). ``wand`` (``grokray.optim.wand``) carries its own temperature in its velocity update.
+for bit). ``wand`` (``grokray.optim.wand``) carries its own temperature: its initial velocities
+and its thermostat, from each replica's ``wand_*`` values (entropy bias, Wang–Landau schedule).
 
 Every part of the replica engine (this optimizer, ``Regularizer``, ``WeightNoise``, ``Grokfast``,
 ``NormConstraint``) has the same life cycle: built from ``(params, configs)``; ``keep(index,

@@ -139,3 +139,18 @@ def figure(ctx: Context, name: str) -> tuple[Any, Path]:
 
     ctx.out.mkdir(parents=True, exist_ok=True)
     return plt, ctx.out / name
+
+
+def save(fig: Any, path: Path) -> str:
+    """Lay out, write and close a row's figure; return its file name (``Row.plot``)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def set_flags(values: Mapping[str, Any]) -> str:
+    """``--set k=v`` for each value, for a row's by-hand command."""
+    return " ".join(f"--set {k}={v}" for k, v in values.items())

@@ -13,7 +13,17 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from grokray.reproduce.core import Context, Row, figure, row, run_configs, spread, study_configs
+from grokray.reproduce.core import (
+    Context,
+    Row,
+    figure,
+    row,
+    run_configs,
+    save,
+    set_flags,
+    spread,
+    study_configs,
+)
 
 PAPER = "DeMoss et al. 2024"
 STUDY = "complexity.py"
@@ -124,14 +134,7 @@ def _plot(ctx: Context, arms: Mapping[str, Sequence[Mapping[str, Any]]], eval_ev
     bottom.set_xscale("symlog", linthresh=eval_every)
     bottom.set_xlim(0, max(s["final_step"] for summaries in arms.values() for s in summaries))
     bottom.set(xlabel="step (log; dashed verticals: grokking steps)", ylabel="accuracy (train --, val —)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
-
-
-def _sets(values: Mapping[str, Any]) -> str:
-    return " ".join(f"--set {k}={v}" for k, v in values.items())
+    return save(fig, path)
 
 
 @row("demoss-complexity")
@@ -191,7 +194,7 @@ def complexity(ctx: Context) -> Row:
         "their regularization (wd 1, β = 0.1, δ = 0.01 vs none) and ε = 1: the phases "
         "(memorize, then generalize under weight decay) are the same, only sooner. The command "
         f"runs the regularized arm; add --set regularizer={UNREGULARIZED} for the other",
-        command=f"grokray trial studies/{STUDY} {_sets(SCALED)} --set seed=0",
+        command=f"grokray trial studies/{STUDY} {set_flags(SCALED)} --set seed=0",
         values={
             "checks": checks,
             "regularized": [{k: v for k, v in s.items() if k != "history"} for s in regularized],

@@ -16,7 +16,17 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from grokray.reproduce.core import Context, Row, figure, row, run_configs, spread, study_configs
+from grokray.reproduce.core import (
+    Context,
+    Row,
+    figure,
+    row,
+    run_configs,
+    save,
+    set_flags,
+    spread,
+    study_configs,
+)
 
 PAPER = "Doshi et al. 2023"
 STUDY = "corruption.py"
@@ -82,10 +92,6 @@ def _curves(
     ax.axhline(0.9, color="grey", lw=0.8, ls=":")
 
 
-def _sets(values: dict[str, Any]) -> str:
-    return " ".join(f"--set {k}={v}" for k, v in values.items())
-
-
 @row("doshi-clean")
 def clean(ctx: Context) -> Row:
     seeds = 1 if ctx.quick else 3
@@ -106,9 +112,7 @@ def clean(ctx: Context) -> Row:
     _curves(ax, CLEAN_CURVE, configs, outcomes)
     ax.set(xlabel="step", ylabel="accuracy", title="Doshi et al.: grokking of the clean run (ξ = 0, wd 5)")
     ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
     config = configs[0]
     return Row(
@@ -124,7 +128,7 @@ def clean(ctx: Context) -> Row:
         f"({low:g}–{high:g}); evaluations every 2 steps as in the notebook",
         passed=passed,
         scaled="" if not ctx.quick else "quick profile",
-        command=f"grokray trial studies/{STUDY} {_sets(fixed)} --set steps=60 --set seed=0",
+        command=f"grokray trial studies/{STUDY} {set_flags(fixed)} --set steps=60 --set seed=0",
         values={
             "grokking_step": grok,
             "memorization_step": memo,
@@ -191,9 +195,7 @@ def inversion(ctx: Context) -> Row:
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Doshi et al.: phases at ξ = {XI}, fraction 0.5 (red: 1.05 − ξ, grey: 0.9)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
     first = configs[5.0][0]
     return Row(
@@ -208,11 +210,12 @@ def inversion(ctx: Context) -> Row:
         "of the paper's at the same step",
         passed=passed,
         scaled=(
-            "quick profile" if ctx.quick else
-            "the paper's setting; budgets cut to 400 (wd 0) / 300 (wd 5, 15) steps, past the step where "
+            "quick profile"
+            if ctx.quick
+            else "the paper's setting; budgets cut to 400 (wd 0) / 300 (wd 5, 15) steps, past the step where "
             "the paper's curves settle (~340 and ~250); wd 20 (forgetting, after ~1,000 steps) left out"
         ),
-        command=f"grokray trial studies/{STUDY} {_sets(fixed)} --set weight_decay=5 --set steps=300",
+        command=f"grokray trial studies/{STUDY} {set_flags(fixed)} --set weight_decay=5 --set steps=300",
         values={**values, "setting": {k: first[k] for k in ("p", "width", "init", "train_fraction", "lr")}},
         plot=path.name,
     )

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grokray.analysis.slope import POOLED, delay_slope
-from grokray.reproduce.core import Context, Row, figure, row, run_configs, spread, study_configs
+from grokray.reproduce.core import Context, Row, figure, row, run_configs, save, spread, study_configs
 
 NORMS = ("l1", "l2", "nuclear")
 REFERENCE_SLOPE = -1.0
@@ -147,10 +147,7 @@ def _plot(
     )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, path)
 
 
 @row("notsawo-modular")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from grokray.analysis.slope import delay_slope
-from grokray.reproduce.core import Context, Row, figure, row, run_configs, spread, study_configs
+from grokray.reproduce.core import Context, Row, figure, row, run_configs, save, spread, study_configs
 from grokray.tasks import make_pool, split
 
 PAPER = "Notsawo, Dumas, Rabusseau 2025"
@@ -162,10 +162,7 @@ def _plot_l1(ctx: Context, runs: Sequence[Mapping[str, Any]], fit: Mapping[str, 
     fig.suptitle(
         "Notsawo et al., sparse recovery with ℓ1 (n=100, s=5, N=30, subgradient descent)", fontsize=10
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, path)
 
 
 @row("notsawo-sparse-l1")
@@ -259,10 +256,7 @@ def _plot_depth(ctx: Context, runs: Sequence[Mapping[str, Any]], minimum_norm: f
     fig.suptitle(
         "Notsawo et al.: depth alone recovers w*; ℓ2 from a large init drops the test error only", fontsize=10
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, path)
 
 
 @row("notsawo-sparse-depth")
@@ -365,10 +359,7 @@ def _plot_matrix(ctx: Context, runs: Sequence[Mapping[str, Any]]) -> str:
     ax.set_title("Notsawo et al.: 10×10 rank-2 completion from 80 entries (one line per seed)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, path)
 
 
 @row("notsawo-matrix")

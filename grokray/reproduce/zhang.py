@@ -14,7 +14,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from grokray.reproduce.core import Context, Row, figure, row, run_configs, spread, study_configs
+from grokray.reproduce.core import (
+    Context,
+    Row,
+    figure,
+    row,
+    run_configs,
+    save,
+    set_flags,
+    spread,
+    study_configs,
+)
 
 PAPER = "Zhang et al. 2025"
 
@@ -94,14 +104,7 @@ def _wand_plot(
     norm.set(ylabel="weight norm (dotted: 175)", xlabel="step")
     for ax in (acc, loss, norm):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
-
-
-def _sets(values: Mapping[str, Any]) -> str:
-    return " ".join(f"--set {k}={v}" for k, v in values.items())
+    return save(fig, path)
 
 
 @row("zhang-wand")
@@ -160,7 +163,7 @@ def wand(ctx: Context) -> Row:
         "unnormalized force S'(ln L)·∇ln L throws it off again (train loss spikes past 2·ln p, val "
         "collapses): the paper's own 'instability near generalization'; whether its full-size "
         "setting (the study's default, a GPU profile) is stable is not measured here",
-        command=f"grokray trial studies/glass.py {_sets(WAND_SCALED)} --set optimizer=wand "
+        command=f"grokray trial studies/glass.py {set_flags(WAND_SCALED)} --set optimizer=wand "
         f"--set temperature={WAND_T} --set seed=0",
         values={
             "checks": checks,
@@ -246,10 +249,7 @@ def _norm_plot(ctx: Context, runs: Sequence[tuple[Mapping[str, Any], Mapping[str
     norm.set(ylabel="weight norm", xlabel="step")
     for ax in (acc, norm):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, path)
 
 
 @row("zhang-norm")
@@ -313,7 +313,7 @@ def norm_constraint(ctx: Context) -> Row:
         f"(d_model 32, 64; 128 costs ~4× as much on a CPU), 10k → {budget} steps, 2 seeds: the "
         "constrained runs generalize well inside that budget, so cutting it only censors the "
         "unconstrained delay (a lower bound)",
-        command=f"grokray trial studies/glass_norm.py {_sets(NORM_SCALED)} --set width=32 "
+        command=f"grokray trial studies/glass_norm.py {set_flags(NORM_SCALED)} --set width=32 "
         "--set norm_constraint=30 --set seed=0",
         values={
             "checks": checks,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokray.reproduce.core import Context, Row, figure, row, run_configs, spread, study_configs
+from grokray.reproduce.core import Context, Row, figure, row, run_configs, save, spread, study_configs
 
 PAPER = "Zhu et al. 2024"
 MONOTONE_STOP = 2  # the shipped studies' Study.monotone_stop
@@ -257,9 +257,7 @@ def zhu_width(ctx: Context) -> Row:
     ax_c.grid(alpha=0.3)
     fig.suptitle(f"zhu-width: critical fraction vs width (x+y mod {configs[0]['p']}, "
                  f"{configs[0]['steps']} steps)")  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
     seeds = tables[widths[0]]["seed"].nunique()
     return Row(
@@ -295,4 +293,3 @@ def zhu_width(ctx: Context) -> Row:
         },
         plot=path.name,
     )
-

@@ -58,8 +58,8 @@ def test_an_exact_inverse_law_passes_and_every_norm_is_fitted_over_both_lrs(tmp_
     assert set(fits) == {"l1", "l2", "nuclear", "pooled"}
     for fit in fits.values():
         assert fit["slope"] == pytest.approx(-1.0)
-        assert fit["n_used"] == 6 * 2 * 2 * (3 if fit["group"] == "pooled" else 1)  # β × lr × seeds
-    assert row.values["slope_vs_beta_by_lr"]["l2@lr=0.003"] == pytest.approx(-1.0)
+        assert fit["n_used"] == 3 * 2 * 2 * (3 if fit["group"] == "pooled" else 1)  # β × lr × seeds
+    assert row.values["slope_vs_beta_by_lr"]["l2@lr=0.3"] == pytest.approx(-1.0)
     assert row.values["per_seed_slopes"]["nuclear"] == pytest.approx([-1.0, -1.0])
     assert row.values["control"] == {
         "runs": 4,
@@ -68,7 +68,7 @@ def test_an_exact_inverse_law_passes_and_every_norm_is_fitted_over_both_lrs(tmp_
         "final_val_acc": [0.02] * 4,
         "steps": 6000,
     }  # 2 lrs × 2 seeds
-    assert "l1 -1.00 (CI [-1.00, -1.00], n=24, 0 censored" in row.measured
+    assert "l1 -1.00 (CI [-1.00, -1.00], n=12, 0 censored" in row.measured
 
 
 @pytest.mark.parametrize(("exponent", "control_generalizes"), [(-0.5, False), (-1.0, True)])

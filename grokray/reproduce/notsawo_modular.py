@@ -2,8 +2,9 @@
 
 Notsawo, Dumas, Rabusseau (2025), modular addition: a small non-squared norm penalty β·‖W‖
 (ℓ1, ℓ2, nuclear) delays generalization after memorization by a time ∝ 1/(lr·β), so the slope
-of log(delay) against log(lr·β) is −1; without the penalty (β = 0, Adam without weight decay) the
-network memorizes and does not generalize.
+of log(delay) against log(lr·β) is −1; without the penalty (β = 0, no weight decay) the network
+memorizes and does not generalize. The law is the paper's (sub)gradient-descent result, so the
+row trains with full-batch SGD; under Adam the measured slope is ≈ −0.5 (studies/regularizers.py).
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from grokray.reproduce.core import Context, Row, figure, row, run_configs, save,
 NORMS = ("l1", "l2", "nuclear")
 REFERENCE_SLOPE = -1.0
 TOLERANCE = 0.35  # |slope + 1| per norm
-LRS = "1e-2,3e-3"
-# p = 31 from 80 % of the table: at 60 % the ℓ1 runs do not reach 99 % validation accuracy within 12k
-# steps; the 95 % threshold because ℓ1's validation accuracy plateaus at 95–98 % there. Per-step
-# cost is launch overhead at this size, so a norm's β values, lrs and seeds train as one batch.
+LRS = "1.0,0.3"
+# p = 31 from 80 % of the table (kept from the earlier Adam setting, where 40–60 % did not generalize
+# within 10–12k steps; smaller fractions not measured under SGD); 90 % validation accuracy because
+# ℓ1's plateaus at 93–94 % under subgradient descent. lr 1.0 and 0.3 (SGD, momentum 0.9): at lr 0.1
+# the β that generalize within 6k steps delay or stop memorization (nuclear 1e-2: memorized at step
+# 1,100; ℓ2 0.1: never). Per-step cost is launch overhead at this size, so a norm's β values, lrs and seeds
+# train as one batch.
 FULL = (
     "p=31",
     "train_fraction=0.8",
-    "grok_threshold=0.95",
+    "optimizer=sgd",
+    "grok_threshold=0.9",
     f"lr={LRS}",
     "steps=6000",
-    "eval_every=50",
+    "eval_every=25",
     "measures=none",
     "seeds=2",
 )
@@ -199,17 +204,23 @@ def notsawo_modular(ctx: Context) -> Row:
         key="notsawo-modular",
         paper="Notsawo, Dumas, Rabusseau 2025",
         figure="Fig. 2 (and App.), delay vs lr·β on modular addition, ℓ1 / ℓ2 / nuclear",
-        claim="a small norm penalty delays generalization by ∝ 1/(lr·β); β = 0 memorizes, never generalizes",
+        claim="a small norm penalty delays generalization by ∝ 1/(lr·β) under gradient descent; β = 0 "
+        "memorizes, never generalizes",
         reference="slope −1 per norm; β = 0 does not generalize",
         measured=measured,
         tolerance=f"each norm's slope within −1 ± {TOLERANCE} (OLS 95 % t-interval shown) and the control "
         "memorizes without generalizing",
         passed=norms_ok and control_ok,
-        scaled="p = 31 (paper 97), training fraction 0.8 (paper 0.4: at p = 31, 40 % does not generalize "
-        "within 10k steps and 60 % not under ℓ1), generalization at 95 % validation accuracy, full "
-        f"batch, 6,000-step budget, lr ∈ {{{LRS}}}, 2 seeds; grokray's concatenated-embedding MLP (the "
-        "paper multiplies the two embeddings as matrices). Every fitted delay has memorization "
-        "first; censored runs (memorized, not generalized in the budget) are counted, not fitted",
+        scaled="p = 31 (paper 97), training fraction 0.8 (paper 0.4: under Adam at p = 31, 40–60 % "
+        "did not generalize within 10–12k steps), generalization at 90 % validation accuracy (ℓ1 plateaus "
+        f"at 93–94 %), full batch, 6,000 steps, lr ∈ {{{LRS}}}, 2 seeds, 3 β per norm. Full-batch SGD "
+        "(momentum 0.9) instead of the paper's Adam: 1/(lr·β) is the paper's gradient-descent law "
+        "(the penalty's flow runs at rate lr·β), the paper fits no slope for its Adam MLP, and under "
+        "Adam grokray measures ≈ −0.5 (Adam rescales the penalty's gradient). The β grids sit in the "
+        "window where memorization still comes first (a larger β stops it) and the delay fits the "
+        "budget. grokray's concatenated-embedding MLP (the paper multiplies the two embeddings as "
+        "matrices). Every fitted delay has memorization first; censored runs (memorized, not "
+        "generalized in the budget) and runs that never memorized are counted, not fitted",
         command="grokray run studies/regularizers.py " + " ".join(f"--set {o}" for o in FULL),
         values=_strict(
             {

@@ -15,13 +15,18 @@ grid, because ``temperature`` is not one quantity across them:
   β·(ln L − L0)² above L0 = −8, no weight decay, and lr = dt = 3e-3, the paper's "same learning
   rate as AdamW". The paper's x + y setting is k_B·T = 0.5 on the middle of this grid. Its β is not
   in the paper's text (only in its code, not reachable here); β = 700 was chosen by measurement at
-  p = 41, d_model 32 (``make reproduce`` row ``zhang-wand``): β ≤ 500 stays on the initial plateau
-  for ~3k steps, β ≥ 2000 descends so fast that the unnormalized force S'·∇ln L throws the network
-  off (train loss spikes into the hundreds). At 700 WanD reaches val ~0.9 by 4–5k steps with train
-  and val rising together, but still spikes (train loss up to ~60): the instability near
-  generalization the paper itself reports. At this study's own size it does not explode (loss 4.2,
-  weight norm 21.9 → 32.5 in 200 steps, the thermal diffusion dt·sqrt(k_B·T·(2 − c_f)/c_f·t·N)
-  expects 32.5); whether it generalizes stably there is not measured.
+  p = 41, d_model 32 (``make reproduce`` row ``zhang-wand``, 5k steps; an earlier sweep: β ≤ 300
+  stays on the initial plateau), a larger β descends sooner but spikes harder. A sweep there (the
+  row's settings through ``grokray.reproduce.core.run_configs`` with ``wand_beta=…``,
+  ``wand_wl_height=…`` overrides; peak val acc, max train loss over the seeds): β 700 (3 seeds)
+  0.93–0.94, 11–155; β 1000 (3) 0.88–0.95, 29–154; β 1400 (3) 0.80–0.93, 23–183, final val
+  0.00–0.89; β 700 with F_WL 1 (2) 0.93–0.94, 17; β 500 with F_WL 1 (2) 0.88–0.95, 3.7–39;
+  β 600 (2) 0.90–0.92, 4.3–14. No setting tried holds val ≥ 0.9 without a
+  spike of the train loss past 2·ln p in every seed; the update follows the paper's description
+  term by term, so at this scale the row fails. At this study's own size it does not explode
+  (loss 4.2, weight norm 21.9 → 32.5 in 200 steps, the thermal diffusion
+  dt·sqrt(k_B·T·(2 − c_f)/c_f·t·N) expects 32.5); whether it generalizes stably there is not
+  measured.
 
 The headline figure is Liu et al.'s phase (comprehension / grokking / memorization / confusion)
 at each temperature, one panel per optimizer (the temperatures are on different scales), with the

@@ -45,12 +45,13 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-import grokray.train  # noqa: E402
+import grokray.engine  # noqa: E402
+import grokray.engine.reference  # noqa: E402
 from bench.plain_loop import plain_loop  # noqa: E402
-from grokray.study import default_config  # noqa: E402
+from grokray.config import default_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-NO_REPLICAS = "train_replicas not in grokray.train yet"
+NO_REPLICAS = "train_replicas not in grokray.engine yet"
 TRANSFORMER = "(c) 1-layer transformer p=97"
 OVERHEAD_RATIO = 1 / 1.10  # "R=1 overhead <= 10 %": grokray at >= 0.909 of the plain loop
 CPU_R16_RATIO = 2.0
@@ -173,13 +174,13 @@ def _steps_in(value: Any) -> list[int]:
 
 
 def grokray_train_rate(config: dict[str, Any], steps: int) -> float:
-    """Model-steps/s of ``grokray.train.train`` (one network, the unbatched path).
+    """Model-steps/s of ``grokray.engine.reference.train`` (one network, the unbatched path).
 
     ``train`` stops early only when ``on_eval`` returns True, which the clock never does.
     """
     warmup = config["eval_every"]
     clock = EvalClock()
-    outcome = grokray.train.train({**config, "steps": warmup + steps}, on_eval=clock)
+    outcome = grokray.engine.reference.train({**config, "steps": warmup + steps}, on_eval=clock)
     _check_steps_run([outcome], warmup + steps)
     return steps / clock.seconds(warmup, warmup + steps)
 
@@ -192,16 +193,10 @@ def grokray_replicas_rate(config: dict[str, Any], steps: int, replicas: int, eng
     warmup = config["eval_every"]
     configs = [{**config, "seed": config["seed"] + i, "steps": warmup + steps} for i in range(replicas)]
     clock = EvalClock()
-    saved = os.environ.get("GROKRAY_ENGINE")
-    os.environ["GROKRAY_ENGINE"] = engine
-    try:
-        # batched=True: the engine a Tune trial runs, also for R=1 (``train`` is the unbatched row)
-        outcomes = grokray.train.train_replicas(configs, stop_on_grok=False, on_eval=clock, batched=True)
-    finally:
-        if saved is None:
-            os.environ.pop("GROKRAY_ENGINE", None)
-        else:
-            os.environ["GROKRAY_ENGINE"] = saved
+    # batched=True: the engine a Tune trial runs, also for R=1 (``train`` is the unbatched row)
+    outcomes = grokray.engine.train_replicas(
+        configs, stop_on_grok=False, on_eval=clock, batched=True, engine=engine
+    )
     if len(outcomes) != replicas:
         raise RuntimeError(f"train_replicas returned {len(outcomes)} outcomes for {replicas} configs")
     _check_steps_run(outcomes, warmup + steps)
@@ -215,7 +210,7 @@ def _check_steps_run(outcomes: Sequence[dict[str, Any]], expected: int) -> None:
 
 
 def has_train_replicas() -> bool:
-    return hasattr(grokray.train, "train_replicas")
+    return hasattr(grokray.engine, "train_replicas")
 
 
 # ---------------------------------------------------------------------------------------------

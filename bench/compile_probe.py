@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from grokray.config import default_config
 from grokray.models import build_model
 from grokray.models.replicas import ReplicaMLP
-from grokray.study import default_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

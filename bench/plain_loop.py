@@ -15,16 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from grokray.engine.device import resolve_device
 from grokray.models import build_model
 from grokray.tasks import make_modular
 
 WARMUP_STEPS = 20
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _sync(device: torch.device) -> None:
@@ -39,7 +34,7 @@ def plain_loop(config: Mapping[str, Any], steps: int, warmup: int = WARMUP_STEPS
     one evaluation) run untimed. Train and val accuracy are evaluated with ``.item()`` every
     ``config['eval_every']`` steps inside the timed loop, as a user watching for grokking would.
     """
-    device = _device(config["device"])
+    device = resolve_device(config["device"])
     data = make_modular(
         config["p"], config["op"], config["train_fraction"], config["train_size"], config["seed"]
     )

@@ -7,12 +7,16 @@ interrupted. Heavy imports (Ray, torch, MLflow) happen only after the input has 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from grokray.study import OUTCOME_KEYS, StudyError, curve_keys, load_study
+from grokray import settings
+from grokray.config import StudyError
+from grokray.outcomes import OUTCOME_KEYS, curve_keys
+from grokray.study import load_study
 
 EXIT_BAD_INPUT = 2
 
@@ -133,7 +137,7 @@ def _job(args: argparse.Namespace) -> int:
 def _trial(study: Any, args: argparse.Namespace) -> int:
     import torch
 
-    from grokray.train import train_replicas
+    from grokray.engine import train_replicas
 
     # the thread count of a Tune trial, so that the numerics (and the outcome) are the same
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
@@ -190,8 +194,8 @@ def _trial(study: Any, args: argparse.Namespace) -> int:
 def _run(study: Any, args: argparse.Namespace) -> int:
     import os
 
-    from grokray.runner import run_study
     from grokray.tracking import check_reachable, claim_study_name
+    from grokray.tune.run import run_study
 
     try:
         check_reachable()
@@ -199,10 +203,13 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         raise StudyError("MLFLOW_TRACKING_URI", f"{err}; start the server or unset the variable") from None
     claim_study_name(study.name, os.path.basename(args.study))  # a name taken by another file: exit 2
 
-    storage = args.storage or os.environ.get("GROKRAY_STORAGE") or "results"
+    knobs = settings.current()
+    storage = args.storage or knobs.storage
+    if args.no_early_stop:
+        study = dataclasses.replace(study, early_stop=False)
     print(
         f"[{study.name}] {study.total_trials} trials, at most {study.max_concurrent} at once; "
-        f"tracking: {_tracking_uri()}",
+        f"tracking: {settings.current().tracking_uri}",
         flush=True,
     )
     summary = run_study(
@@ -210,9 +217,8 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         storage=storage,
         address=args.address,
         verbose=args.verbose,
-        early_stop=study.early_stop and not args.no_early_stop,
         resume=args.resume,
-        optuna_storage=args.optuna_storage or os.environ.get("GROKRAY_OPTUNA_STORAGE") or None,
+        optuna_storage=args.optuna_storage or knobs.optuna_storage,
     )
     print()
     what = "Critical data size" if summary.get("sweeps_size", True) else "Outcomes"
@@ -229,12 +235,6 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         f"(browse with: make ui)"
     )
     return 0 if summary["n_trials"] > summary["n_failed"] else 1
-
-
-def _tracking_uri() -> str:
-    from grokray.tracking import tracking_uri
-
-    return tracking_uri()
 
 
 def _report(args: argparse.Namespace) -> int:

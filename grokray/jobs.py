@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from grokray.study import StudyError
+from grokray import settings
+from grokray.config import StudyError
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -104,7 +105,7 @@ def placed_database(name: str, uri: str, local_head: bool, cwd: Path) -> str:
 def project_root() -> Path:
     """The directory shipped as the job's working directory: the source checkout grokray is
     imported from (the one with ``pyproject.toml``), else the current directory."""
-    root = Path(__file__).resolve().parent.parent
+    root = settings.PROJECT_ROOT
     return root if (root / "pyproject.toml").is_file() else Path.cwd().resolve()
 
 
@@ -132,13 +133,18 @@ def build_job(
     env.setdefault("RAY_JOB_STOP_WAIT_TIME_S", STOP_WAIT_SECONDS)
     env.pop("GROKRAY_STORAGE", None)  # given as --storage below, placed
     env["MLFLOW_TRACKING_URI"] = placed_database(
-        "MLFLOW_TRACKING_URI", environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db", local_head, cwd
+        "MLFLOW_TRACKING_URI",
+        environ.get("MLFLOW_TRACKING_URI") or settings.DEFAULT_TRACKING_URI,
+        local_head,
+        cwd,
     )
     if env.get("GROKRAY_OPTUNA_STORAGE"):
         env["GROKRAY_OPTUNA_STORAGE"] = placed_database(
             "GROKRAY_OPTUNA_STORAGE", env["GROKRAY_OPTUNA_STORAGE"], local_head, cwd
         )
-    results = placed_storage(storage or environ.get("GROKRAY_STORAGE") or "results", local_head, cwd)
+    results = placed_storage(
+        storage or environ.get("GROKRAY_STORAGE") or settings.DEFAULT_STORAGE, local_head, cwd
+    )
     command = ["python", "-m", "grokray", "run", relative_study]
     for override in overrides:
         command += ["--set", override]

@@ -1,7 +1,7 @@
 """MLflow: one experiment per study, a parent run per ``grokray run``, a child run per trial.
 
-No Ray here: the Tune callback in ``runner.py`` calls these methods from the driver. Metrics go
-out with ``log_batch`` (one call per flush, not one per metric). Every run this module starts is
+No Ray here: the Tune callback (``grokray/tune/callbacks.py``) calls these methods from the driver.
+Metrics go out with ``log_batch`` (one call per flush, not one per metric). Every run this module starts is
 ended by it: ``finish_open_runs`` marks any child still RUNNING as KILLED when a study stops.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -23,8 +22,9 @@ import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+from grokray import settings
+
+BASIC_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")  # every record has these
 TRIAL_TAG = "ray.key"
 RUN_KEY_TAG = "grokray.run_key"  # Tune trial id + replica: the key of one child run
 ROLE_TAG = "grokray.role"
@@ -34,7 +34,7 @@ MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a SQLite file in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return settings.current().tracking_uri
 
 
 def _clean(value: Any) -> str:
@@ -149,7 +149,7 @@ class StudyTracker:
         return -1
 
     def log_trial_metrics(
-        self, key: str, record: Mapping[str, Any], keys: Iterable[str] = CURVE_KEYS
+        self, key: str, record: Mapping[str, Any], keys: Iterable[str] = BASIC_CURVES
     ) -> None:
         """Queue the curve values of one evaluation record; sent by ``flush``."""
         step, now = int(record["step"]), int(time.time() * 1000)
@@ -251,7 +251,7 @@ def claim_study_name(study_name: str, study_file: str, uri: str | None = None) -
     uses the same name is refused with ``StudyError`` (exit 2) before anything starts. An experiment
     without the tag (made before the rule, or by hand) is accepted and tagged.
     """
-    from grokray.study import StudyError
+    from grokray.config import StudyError
 
     client = MlflowClient(uri or tracking_uri())
     experiment = client.get_experiment_by_name(study_name)

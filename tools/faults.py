@@ -26,13 +26,11 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +38,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: ``python tools/faults.py``
+    sys.path.insert(0, str(ROOT))
+from tools.services import free_port, mlflow_server_command, wait_for_ray_nodes, wait_until_healthy  # noqa: E402
+
 PYTHON = sys.executable
 STUDY = str(ROOT / "studies" / "critical_size.py")
 STUDY_NAME = "critical-size"
@@ -55,7 +57,7 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Counting (pure: unit-tested in tests/test_faults.py on synthetic MLflow-like records)
+# Counting (pure: unit-tested in tests/unit/tools/test_faults.py on synthetic MLflow-like records)
 
 
 def run_records(runs: Iterable[Any]) -> list[dict[str, Any]]:
@@ -372,34 +374,18 @@ def diverge(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran:
     return Ran(not problems, 2, env["MLFLOW_TRACKING_URI"], problems)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def outage(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran:
     """A real ``mlflow server`` (SQLite) is killed at a random moment and restarted 8 s later on
     the same port and database; every evaluation must still reach MLflow exactly once."""
-    port = _free_port()
+    port = free_port()
     uri, database = f"http://127.0.0.1:{port}", f"sqlite:///{work.path / 'server.db'}"
-    mlflow_bin = str(Path(PYTHON).with_name("mlflow"))
 
     def start_server() -> subprocess.Popen:
         server = work.start(
-            [mlflow_bin, "server", "--backend-store-uri", database, "--artifacts-destination",
-             str(work.path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            work.env(), output=False,
-        )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return server
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("mlflow server did not start")
+            mlflow_server_command(database, work.path / "artifacts", port), work.env(), output=False
+        )
+        wait_until_healthy(uri, 180, server)
+        return server
 
     server = start_server()
     env = work.env(MLFLOW_TRACKING_URI=uri)
@@ -435,15 +421,15 @@ def worker_kill(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran
     """A two-node local Ray cluster (1 CPU each); the worker node is SIGKILLed at a random moment
     after both nodes have reported; its trials must be rescheduled and the study complete."""
     ray_bin = str(Path(PYTHON).with_name("ray"))
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     env = work.env()
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
     work.start([ray_bin, "start", "--block", "--head", "--port", str(port), "--include-dashboard", "false",
                 "--temp-dir", str(work.path / "ray"), *common], env, output=False)  # fmt: skip
-    _wait_for_nodes(address, 1, env)
+    wait_for_ray_nodes(address, 1, env, timeout=240)
     worker = work.start([ray_bin, "start", "--block", "--address", address, *common], env, output=False)
-    _wait_for_nodes(address, 2, env)
+    wait_for_ray_nodes(address, 2, env, timeout=240)
     args = ["--quick", "--address", address, "--set", "train_fraction=0.2,0.25,0.3,0.35",
             "--set", "steps=3000", "--set", "max_failures=3"]  # fmt: skip
     out = grokray(work, args, env)
@@ -463,20 +449,6 @@ def worker_kill(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran
     if out.proc.returncode != 0:
         problems.append(f"exit {out.proc.returncode}: {text[-800:]}")
     return Ran(not problems, 4, env["MLFLOW_TRACKING_URI"], problems)
-
-
-def _wait_for_nodes(address: str, count: int, env: dict[str, str]) -> None:
-    code = (
-        f"import ray; ray.init(address='{address}', logging_level='ERROR'); "
-        "print(len([n for n in ray.nodes() if n['Alive']]))"
-    )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        out = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-        if out.stdout.strip().isdigit() and int(out.stdout.strip()) >= count:
-            return
-        time.sleep(2)
-    raise RuntimeError(f"the Ray cluster did not reach {count} nodes")
 
 
 def _nodes_reporting(directory: Path) -> set[str]:

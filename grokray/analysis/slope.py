@@ -212,9 +212,10 @@ def format_slopes(slopes: Iterable[Mapping[str, Any]], x_label: str = "lr·β") 
 def study_slopes(table: Any, searched: Sequence[str]) -> list[dict[str, Any]] | None:
     """The slope rows of a finished study, or None when it does not vary the penalty strength.
 
-    For the runner's end of ``grokray run``: a study that searches ``reg_strength`` (directly or
-    through per-regularizer linked grids, which leave it varying in the trial table) gets the fit
-    of log delay on log(lr·β), grouped by ``regularizer`` when that varies.
+    For the end of ``grokray run`` (``grokray.tune.finish``): a study that searches
+    ``reg_strength`` (directly or through per-regularizer linked grids, which leave it varying in
+    the trial table) gets the fit of log delay on log(lr·β), grouped by ``regularizer`` when that
+    varies.
     """
     records = _records(table)
     strengths = {_number(r.get("reg_strength")) for r in records}

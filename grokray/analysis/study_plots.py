@@ -94,8 +94,15 @@ def _annotate_slopes(ax: Any, table: pd.DataFrame, x: str) -> None:
         censored = f", {f['n_censored']} censored" if f["n_censored"] else ""
         lines.append(f"{f['group']}: slope {f['slope']:.2f}{interval} (n={f['n_used']}{censored})")
     if lines:
-        ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, fontsize=7, va="bottom",
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+        ax.text(
+            0.02,
+            0.02,
+            "\n".join(lines),
+            transform=ax.transAxes,
+            fontsize=7,
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )
 
 
 def _majority(values: pd.Series) -> str:

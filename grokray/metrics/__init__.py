@@ -3,8 +3,7 @@
 from grokray.metrics.complexity import compressed_complexity, lossy_compress, naive_bytes
 from grokray.metrics.fourier import ipr, mlp_neuron_weights, neuron_ipr, prune_by_ipr
 from grokray.metrics.norms import norm_measures, weight_matrices, weight_norm
-from grokray.metrics.onset import OnsetTracker, liu_phase
-from grokray.metrics.phases import DOSHI_PHASES, doshi_phase
+from grokray.metrics.onset import OnsetTracker
 from grokray.metrics.schedule import is_log_step
 from grokray.metrics.spectral import (
     effective_rank,
@@ -14,14 +13,11 @@ from grokray.metrics.spectral import (
 )
 
 __all__ = [
-    "DOSHI_PHASES",
     "OnsetTracker",
     "compressed_complexity",
-    "doshi_phase",
     "effective_rank",
     "ipr",
     "is_log_step",
-    "liu_phase",
     "lossy_compress",
     "mlp_neuron_weights",
     "naive_bytes",

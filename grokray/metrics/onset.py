@@ -2,7 +2,7 @@
 
 ``memorization_step`` / ``grokking_step`` is the first evaluation step from which the curve named
 by ``memorize_metric`` / ``grok_metric`` stays on the good side of its threshold for ``patience``
-consecutive evaluations (DESIGN.md): an accuracy at or above it (``train_acc``, ``val_acc``), a
+consecutive evaluations: an accuracy at or above it (``train_acc``, ``val_acc``), a
 loss or error at or below it (``train_loss``, ``val_loss``, ``recovery_error``: Notsawo et al.'s
 t2 is the first step with relative recovery error ≤ 1e-4). A step on the wrong side before
 ``patience`` is reached resets the candidate; so does a NaN (a diverged run never onsets).
@@ -11,11 +11,6 @@ t2 is the first step with relative recovery error ≤ 1e-4). A step on the wrong
 from __future__ import annotations
 
 import dataclasses
-
-# Liu et al. (the effective theory of grokking and Omnigrok): "grokking" when the test threshold is
-# reached at least 10³ steps after the train threshold within a 10⁴-step budget, "comprehension" when
-# sooner: the gap is this share of the run's step budget.
-GROKKING_GAP_FRACTION = 0.1
 
 #: Each onset curve and the side of its threshold that counts: "above" (≥) or "below" (≤).
 DIRECTIONS = {
@@ -108,17 +103,3 @@ class OnsetTracker:
     def load_state_dict(self, state: dict[str, dict[str, int | float | str | None]]) -> None:
         self._train = _Run(**state["train"])  # type: ignore[arg-type]
         self._val = _Run(**state["val"])  # type: ignore[arg-type]
-
-
-def liu_phase(memorization_step: int | None, grokking_step: int | None, budget: int) -> str:
-    """Omnigrok's phases within a budget of ``budget`` steps: comprehension, grokking,
-    memorization, confusion. Grokking: generalized at least ``GROKKING_GAP_FRACTION · budget``
-    steps after memorizing."""
-    if grokking_step is not None:
-        gap = GROKKING_GAP_FRACTION * budget
-        if memorization_step is not None and grokking_step - memorization_step >= gap:
-            return "grokking"
-        return "comprehension"
-    if memorization_step is not None:
-        return "memorization"
-    return "confusion"

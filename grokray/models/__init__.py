@@ -11,21 +11,22 @@ from typing import Any
 
 from torch import nn
 
+from grokray.config import MODEL_TASKS
 from grokray.models.diagonal import Diagonal
 from grokray.models.encoder import Encoder
 from grokray.models.linear import DeepLinear
 from grokray.models.mlp import MLP, scale_parameters
 from grokray.models.transformer import Transformer
-from grokray.tasks.pool import Pool, make_pool
+from grokray.tasks import Pool, make_pool
 
 __all__ = ["MLP", "DeepLinear", "Diagonal", "Encoder", "Transformer", "build_model", "scale_parameters"]
 
 #: Tasks whose inputs are rows of int64 token ids with nothing padded (two tokens per example).
 TOKEN_PAIR_TASKS = ("modular", "matrix_completion")
-MODEL_HINT = (
-    "mlp: modular, matrix_completion, digits, sparse_recovery; transformer: modular, matrix_completion; "
-    "encoder: text, modular, matrix_completion; linear: sparse_recovery, matrix_completion, digits; "
-    "diagonal: sparse_recovery"
+#: Which tasks each model fits, from the config contract (``grokray.config.MODEL_TASKS``).
+MODEL_HINT = "; ".join(
+    f"{model}: {', '.join(task for task, models in MODEL_TASKS.items() if model in models)}"
+    for model in dict.fromkeys(m for models in MODEL_TASKS.values() for m in models)
 )
 
 

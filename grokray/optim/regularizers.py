@@ -21,14 +21,16 @@ from typing import Any
 
 import torch
 
+from grokray.config import REGULARIZERS
+from grokray.metrics import spectral
 from grokray.optim.seeded import PerReplicaNoise
 
-REGULARIZERS = ("none", "l1", "l2", "nuclear", "spectral_entropy")
 WEIGHT_NOISE_SEED_OFFSET = 0x401CE
 
 
 def weight_matrices(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The stacked parameters whose per-replica shape is 2-D: (R, m, n)."""
+    """The stacked parameters whose per-replica shape is 2-D: (R, m, n); none is no error here (a
+    diagonal network has only vectors), unlike ``grokray.metrics.norms.weight_matrices``."""
     return [p for p in params if p.dim() == 3]
 
 
@@ -44,21 +46,8 @@ def nuclear_penalty(matrices: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum(torch.linalg.svdvals(w).sum(dim=1) for w in matrices)  # type: ignore[return-value]
 
 
-def spectral_entropy(matrix: torch.Tensor) -> torch.Tensor:
-    """H(σ/Σσ) per replica of a stacked (R, m, n) matrix; 0 for rank 1, ln k for k equal σ.
-
-    A zero singular value contributes 0 (its p·ln p is taken at the dtype's smallest normal
-    number, which keeps the gradient finite); an all-zero matrix has entropy 0.
-    """
-    sigma = torch.linalg.svdvals(matrix)
-    total = sigma.sum(dim=1, keepdim=True)
-    tiny = torch.finfo(sigma.dtype).tiny
-    p = sigma / total.clamp_min(tiny)
-    return -(p * p.clamp_min(tiny).log()).sum(dim=1)
-
-
 def spectral_entropy_penalty(matrices: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([spectral_entropy(w) for w in matrices]).mean(dim=0)
+    return spectral.spectral_entropy_penalty(dict(enumerate(matrices)))
 
 
 PENALTIES = {

@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
+from grokray.config import OPTIMIZERS
 from grokray.optim.seeded import PerReplicaNoise
 from grokray.optim.wand import Wand, column
 
-KINDS = ("adamw", "adam", "sgd", "wand")
+KINDS = OPTIMIZERS  # the config contract's optimizers
 LANGEVIN_SEED_OFFSET = 0x5EED  # the plain loop's ``LangevinNoise`` offset: same draws
 
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grokray.study import PROJECT_ROOT, load_study
+from grokray.settings import PROJECT_ROOT
+from grokray.study import load_study
 
 STUDIES = PROJECT_ROOT / "studies"
 
@@ -77,7 +78,7 @@ def study_configs(
 
     ``study_file`` is a name under ``studies/`` (``"glass.py"``); ``overrides`` are ``--set``
     assignments (``"p=31"``, ``"temperature=0,0.5"``)."""
-    from grokray.runner import replica_configs
+    from grokray.tune.results import replica_configs
 
     study = load_study(STUDIES / study_file, overrides, quick=quick)
     configs = []
@@ -96,7 +97,7 @@ def run_configs(
     return one outcome (with ``history``) per config, in input order."""
     import torch
 
-    from grokray.train import SHARED_KEYS, train_replicas
+    from grokray.engine import SHARED_KEYS, train_replicas
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     order = sorted(range(len(configs)), key=lambda i: [str(configs[i][k]) for k in SHARED_KEYS])

@@ -64,34 +64,6 @@ class Pool:
         return dataclasses.replace(self, **moved)
 
 
-def make_pool(config: Mapping[str, Any]) -> Pool:
-    """The pool of ``config['task']``; depends only on non-seed keys (same pool for every replica)."""
-    task = config["task"]
-    # imported here: each task pulls in what it needs (pandas, scikit-learn) only when used
-    if task == "modular":
-        from grokray.tasks.modular import modular_pool
-
-        return modular_pool(config)
-    if task == "sparse_recovery":
-        from grokray.tasks.sparse import sparse_pool
-
-        return sparse_pool(config)
-    if task == "matrix_completion":
-        from grokray.tasks.matrix import matrix_pool
-
-        return matrix_pool(config)
-    if task == "digits":
-        from grokray.tasks.digits import digits_pool
-
-        return digits_pool(config)
-    if task == "text":
-        from grokray.tasks.text import text_pool
-
-        return text_pool(config)
-    allowed = "modular, sparse_recovery, matrix_completion, digits, text"
-    raise ValueError(f"task: got {task!r}; allowed: {allowed}")
-
-
 def split(pool: Pool, config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, val_idx) of replica ``config['seed']``.
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from grokray.study import find_data_file
+from grokray.config import find_data_file
 from grokray.tasks.pool import DATA_SEED, Pool
 
 PAD, UNK, CLS = 0, 1, 2

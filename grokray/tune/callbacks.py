@@ -1,0 +1,234 @@
+"""The Tune callbacks: MLflow (a child run per replica, batched metrics, outages ridden out) and
+the progress line. (Module-level: Tune pickles them into the experiment state.)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray.tune import Callback
+
+from grokray import settings
+from grokray.outcomes import curve_keys, outcome_keys
+from grokray.study import Study
+from grokray.tune.results import replica_configs, replica_rows, run_key, trial_curves
+
+
+def retry_tracking(study_name: str, call: Callable[..., Any], *args: Any) -> Any:
+    """Call the tracking server until it answers. An outage (up to
+    ``GROKRAY_TRACKING_OUTAGE_SECONDS``, ``grokray.settings``) pauses the driver's bookkeeping
+    while the trials go on training; queued metrics stay queued until the server has taken them,
+    so nothing is lost."""
+    deadline, delay, warned = time.monotonic() + settings.current().tracking_outage_seconds, 1.0, False
+    while True:
+        try:
+            result = call(*args)
+        except Exception as err:
+            if not _is_outage(err) or time.monotonic() > deadline:
+                raise
+            if not warned:
+                print(f"[{study_name}] tracking server unreachable ({type(err).__name__}); "
+                      "keeping results and retrying", file=sys.stderr, flush=True)  # fmt: skip
+                warned = True
+            time.sleep(delay)
+            delay = min(2 * delay, 10.0)
+            continue
+        if warned:
+            print(f"[{study_name}] tracking server back; nothing lost", file=sys.stderr, flush=True)
+        return result
+
+
+def _is_outage(err: BaseException) -> bool:
+    """A tracking server that does not answer (worth waiting for), not a bug (worth raising)."""
+    if isinstance(err, (OSError, TimeoutError)):  # requests' errors are OSErrors
+        return True
+    message = str(err)
+    markers = ("API request", "Connection", "Max retries", "timed out", "503", "502")
+    return type(err).__name__ == "MlflowException" and any(marker in message for marker in markers)
+
+
+class MLflowCallback(Callback):
+    """A child run per replica of each trial under the study's parent run, metrics by ``log_batch``.
+
+    The MLflow state is rebuilt in ``setup`` (also after ``Tuner.restore`` unpickles this
+    object): child runs are found again by their ``ray.trial_id`` / ``grokray.replica`` tags,
+    never duplicated, and a restarted trial does not log again the steps its runs already have.
+    """
+
+    def __init__(self, study: Study, tracking_uri: str, parent_run_id: str) -> None:
+        self.study, self.tracking_uri, self.parent_run_id = study, tracking_uri, parent_run_id
+        self._reset()
+
+    def _reset(self) -> None:
+        self.tracker: Any = None
+        self.last_flush: dict[str, float] = {}
+        self.logged_until: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def setup(self, **info: Any) -> None:
+        from grokray.tracking import StudyTracker
+
+        self.tracker = self._retry(StudyTracker, self.study.name, self.tracking_uri)
+        self._retry(self.tracker.attach, self.parent_run_id)
+
+    def _retry(self, call: Callable[..., Any], *args: Any) -> Any:
+        return retry_tracking(self.study.name, call, *args)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        curves: dict[str, pd.DataFrame] | None = None
+        for replica, config in enumerate(replica_configs(self.study, trial.config)):
+            key = run_key(trial.trial_id, replica)
+            name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{key}]"
+            tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
+            self.logged_until[key] = self._retry(self.tracker.start_trial, key, name, config, tags)
+            if self.logged_until[key] < 0:
+                continue
+            # a restarted trial: log what its result.json on storage has that a stopped or killed
+            # driver had not sent yet
+            if curves is None:
+                curves = trial_curves(trial.path, trial.trial_id, trial.storage.storage_filesystem)
+            frame = curves.get(key)
+            if frame is not None:
+                for record in frame[frame["step"] > self.logged_until[key]].to_dict("records"):
+                    record = {k: v for k, v in record.items() if k != "trial_id" and pd.notna(v)}
+                    self.tracker.log_trial_metrics(key, record, curve_keys(record))
+                    self.logged_until[key] = int(record["step"])
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        for replica, record in (result.get("replicas") or {}).items():
+            key = run_key(trial.trial_id, int(replica))
+            if record.get("step", -1) > self.logged_until.get(key, -1):
+                self.tracker.log_trial_metrics(key, record, curve_keys(record))
+                self.logged_until[key] = record["step"]
+        now = time.monotonic()
+        if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
+            self._retry(self.tracker.flush)
+            self.last_flush[trial.trial_id] = now
+
+    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+        replicas = (trial.last_result or {}).get("replicas") or {}
+        curves = trial_curves(trial.local_path, trial.trial_id)
+        for replica in range(len(replica_configs(self.study, trial.config))):
+            key = run_key(trial.trial_id, replica)
+            record = replicas.get(str(replica), {})
+            outcome = outcome_keys(record)
+            if status == "FAILED":
+                outcome["stop_reason"] = "failed"  # grokked as last reported: the run's record stands
+            frame = curves.get(key) if curves else None
+            self._retry(self.tracker.end_trial, key, outcome, frame, status, error)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, "FINISHED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # also on Ctrl-C / SIGTERM, where Tune ends the experiment early: send what is queued
+        if self.tracker is not None:
+            self._retry(self.tracker.flush)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        trace = _error_text(trial)
+        lines = [line for line in trace.splitlines() if line.strip()]
+        self._end(
+            trial, "FAILED", (lines[-1] if lines else "trial failed") + " (trace: the trial's error.txt)"
+        )
+
+
+def _error_text(trial: Any) -> str:
+    """The trial's error trace. Tune writes it to the trial's local directory first and syncs it
+    to storage later, where ``get_error`` reads it: read the local file, then storage."""
+    local = getattr(trial, "error_file", None)
+    try:
+        if local and Path(local).exists():
+            return Path(local).read_text(errors="replace")
+        return str(trial.get_error() or "")
+    except OSError:
+        return ""
+
+
+class ProgressCallback(Callback):
+    """One compact line: runs done / running / grokked, elapsed, current estimate."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.estimate = ""
+
+    def setup(self, **info: Any) -> None:
+        self.started = time.monotonic()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rows = [
+            row
+            for t in trials
+            if t.status == "TERMINATED" or t is trial
+            for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
+        ]
+        self.estimate = _quick_estimate(rows, self.study.size_key() or "train_fraction")
+        self._print(trials, force=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._print(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._print(trials, force=True)
+        if sys.stdout.isatty():
+            print()
+
+    def _print(self, trials: list, force: bool = False) -> None:
+        now, tty = time.monotonic(), sys.stdout.isatty()
+        if not force and now - self.last < (1.0 if tty else 15.0):
+            return
+        self.last = now
+        done = running = grokked = failed = dominated = 0
+        for t in trials:
+            records = ((t.last_result or {}).get("replicas") or {}).values()
+            if t.status == "ERROR":
+                failed += len(replica_configs(self.study, t.config))
+                continue
+            finished = [r for r in records if r.get("stop_reason") != "running" or t.status == "TERMINATED"]
+            done += len(finished)
+            grokked += sum(bool(r.get("grokked")) for r in finished)
+            dominated += sum(r.get("stop_reason") == "dominated" for r in finished)
+            if t.status == "RUNNING":
+                running += len(replica_configs(self.study, t.config)) - len(finished)
+        elapsed = int(now - self.started)
+        line = (
+            f"[{self.study.name}] {done + failed}/{self.study.total_trials} done, {running} running, "
+            f"{grokked} grokked"
+            + (f", {failed} failed" if failed else "")
+            + (f", {dominated} stopped below sizes that did not grok" if dominated else "")
+            + f" | {elapsed // 60}m{elapsed % 60:02d}s"
+            + (f" | {self.estimate}" if self.estimate else "")
+        )
+        if tty:
+            print("\r" + line.ljust(100), end="", flush=True)
+        else:
+            print(line, flush=True)
+
+
+def _quick_estimate(rows: list[dict[str, Any]], size_col: str = "train_fraction") -> str:
+    from grokray.analysis import critical_data_size
+
+    table = pd.DataFrame(rows)
+    if table.empty or size_col not in table or table[size_col].nunique() < 2:
+        return ""
+    estimates = critical_data_size(table, size_col=size_col, group_cols=(), n_bootstrap=100)
+    value = estimates[0]["critical_fraction"]
+    if value is None or not math.isfinite(value):
+        return ""
+    if size_col == "train_size":
+        return f"critical size ≈ {estimates[0]['critical_size']:g}"
+    return f"critical fraction ≈ {value:.3f} [{estimates[0]['ci_low']:.3f}, {estimates[0]['ci_high']:.3f}]"

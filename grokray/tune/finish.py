@@ -1,0 +1,155 @@
+"""The end of a study: the trial table (one row per replica run), the outcome summary, and the
+study's answer (critical size, slopes, plots) logged to the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grokray.outcomes import mark_failed
+from grokray.storage import Storage
+from grokray.study import Study
+from grokray.tune.results import replica_rows
+
+
+def trial_id_of(result: Any) -> str:
+    return (result.metrics or {}).get("trial_id") or Path(result.path).name
+
+
+def trial_table(study: Study, results: Any) -> pd.DataFrame:
+    """One row per replica run: run key, Tune trial, the full config, the outcome, the data sizes."""
+    rows = []
+    for result in results:
+        trial_rows = replica_rows(study, trial_id_of(result), result.config or {}, result.metrics or {})
+        for row in trial_rows:
+            row["failed"] = result.error is not None
+            if result.error is not None:
+                mark_failed(row)
+        rows.extend(trial_rows)
+    table = pd.DataFrame(rows)
+    for key in ("memorization_step", "grokking_step", "grokking_delay"):
+        if key in table:
+            table[key] = pd.to_numeric(table[key], errors="coerce")
+    return table
+
+
+def outcome_summary(study: Study, table: pd.DataFrame) -> str:
+    """Per searched config (seeds pooled): runs, grokked, mean grokking step and delay, phases."""
+    names = [k for k in study.searched_names() if k in table]
+    if table.empty:
+        return "(no trials)"
+    groups = table.groupby(names, sort=True, dropna=False) if names else [((), table)]
+    rows = []
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{n}={v}" for n, v in zip(names, key, strict=True)) or "all"
+        phases = (
+            part["doshi_phase"] if "doshi_phase" in part and part["corruption"].gt(0).any() else part["phase"]
+        )
+        rows.append(
+            [
+                label,
+                f"{int(part['grokked'].fillna(False).astype(bool).sum())}/{len(part)}",
+                _mean_text(part["grokking_step"]),
+                _mean_text(part["grokking_delay"]),
+                f"{pd.to_numeric(part['final_val_acc'], errors='coerce').mean():.3f}",
+                ", ".join(sorted({str(v) for v in phases.dropna()})),
+            ]
+        )
+    header = ["config", "grokked", "grokking step", "grokking delay", "val acc", "phase"]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
+    )
+
+
+def _mean_text(values: pd.Series) -> str:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return f"{numbers.mean():.0f}" if len(numbers) else "-"
+
+
+def _size_label(size_col: str) -> str:
+    return "fraction" if size_col == "train_fraction" else size_col
+
+
+def finish_study(
+    study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], store: Storage
+) -> dict[str, Any]:
+    """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
+    from grokray.analysis import critical_data_size, format_estimates
+    from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+    from grokray.analysis.slope import format_slopes, study_slopes
+    from grokray.analysis.study_plots import study_plots
+    from grokray.tracking import jsonable
+
+    size_col = study.size_key() or "train_fraction"
+    group_cols = study.group_names()
+    estimates = critical_data_size(table, size_col=size_col, group_cols=group_cols, binned=study.group_bins())
+    summary = {
+        "study": study.name,
+        "budget_steps": int(study.resolve({})["steps"]),
+        "task": study.resolve({})["task"],
+        "op": study.resolve({})["op"],
+        "p": study.resolve({})["p"],
+        "regularizer": "searched" if "regularizer" in study.space else study.resolve({})["regularizer"],
+        "n_trials": len(table),
+        "n_failed": int(table["failed"].sum()) if "failed" in table else 0,
+        "estimates": estimates,
+    }
+    # Notsawo et al.'s law: log(delay) against log(lr·β), per norm, for studies that vary β
+    slopes = study_slopes(table, study.searched_names())
+    if slopes is not None:
+        summary["slopes"] = slopes
+    out_dir = store.join(study.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        table_path = tmp_path / "trials.parquet"
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), table_path)
+        (tmp_path / "estimate.json").write_text(json.dumps(jsonable(summary), indent=2, default=str))
+        plots = []
+        all_curves = pd.concat(curves, ignore_index=True) if curves else None
+        if all_curves is not None:
+            plots.append(
+                plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png", size_col=size_col)
+            )
+        if size_col in study.space:  # the critical-size figure needs a sweep over data size
+            plots.append(
+                plot_grok_probability(
+                    table, estimates, tmp_path / f"p_grok_vs_{_size_label(size_col)}.png", size_col=size_col
+                )
+            )
+        plots.extend(study_plots(study.plots, table, all_curves, tmp_path))
+        for path in (table_path, tmp_path / "estimate.json", *plots):
+            tracker.log_study_artifact(path)
+            if store.exists(out_dir):
+                store.write_bytes(f"{out_dir}/{path.name}", path.read_bytes())
+    first = estimates[0] if estimates else {}
+    tracker.log_study_metrics(
+        {
+            k: first.get(k)
+            for k in ("critical_fraction", "ci_low", "ci_high", "critical_size", "peak_fraction")
+            if isinstance(first.get(k), (int, float))
+        }
+    )
+    if slopes is not None:
+        tracker.log_study_metrics(
+            {f"slope_{s['group']}": s["slope"] for s in slopes if math.isfinite(s["slope"])}
+        )
+    tracker.set_study_tags({"grokray.has_estimate": "true"})
+    summary["sweeps_size"] = size_col in study.space
+    summary["table"] = (
+        format_estimates(estimates) if summary["sweeps_size"] else outcome_summary(study, table)
+    )
+    if slopes is not None:
+        summary["table"] += "\n" + format_slopes(slopes)
+    summary["results_dir"] = store.show(out_dir)
+    summary["parent_run_id"] = tracker.parent_run_id
+    return summary

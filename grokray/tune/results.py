@@ -1,0 +1,121 @@
+"""What a Tune trial is and reports: the configs of its seed replicas, the key of each replica's
+run, the typed result it reports at every evaluation (``TrialResult``), the results replayed
+after a resume, and the curves read back from the ``result.json`` Tune wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grokray.outcomes import OUTCOME_KEYS, curve_keys, objectives
+from grokray.study import Study
+
+
+def trial_config(study: Study, sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """The full config of a Tune trial (its first replica)."""
+    return study.resolve(sampled)
+
+
+def replica_configs(study: Study, sampled: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One config per seed replica of a trial: seed, seed+1, … (one replica if ``seed`` is searched)."""
+    config = trial_config(study, sampled)
+    count = 1 if "seed" in study.space else study.seeds
+    return [{**config, "seed": config["seed"] + i, "replicas": count} for i in range(count)]
+
+
+def run_key(trial_id: str, replica: int) -> str:
+    """The name of one replica of one Tune trial: its MLflow child run and trial-table row."""
+    return f"{trial_id}-r{replica}"
+
+
+def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial reports to Tune: every replica's latest record, the objectives averaged over
+    replicas, and ``stop_reason`` = ``running`` while any replica still trains."""
+    records = [dict(latest[r]) for r in sorted(latest)]
+    scores = [objectives({**r, "train_fraction": config["train_fraction"]}, config["steps"]) for r in records]
+    result: dict[str, Any] = {key: sum(score[key] for score in scores) / len(scores) for key in scores[0]}
+    result.update(
+        step=max(r["step"] for r in records),
+        replicas={str(r["replica"]): {k: v for k, v in r.items() if v is not None} for r in records},
+        n_grokked=sum(bool(r["grokked"]) for r in records),
+        stop_reason="running" if any(r["stop_reason"] == "running" for r in records) else "done",
+    )
+    return result
+
+
+def replayed_results(
+    histories: list[list[dict[str, Any]]], after_step: int, config: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The trial results of every evaluation after ``after_step``, rebuilt from the replicas'
+    histories in a checkpoint as ``run_trial`` reported them."""
+    steps = sorted({r["step"] for history in histories for r in history if r["step"] > after_step})
+    results = []
+    for step in steps:
+        latest = {}
+        for row, history in enumerate(histories):
+            upto = [record for record in history if record["step"] <= step]
+            if upto:
+                latest[row] = upto[-1]
+        results.append(trial_result(latest, config))
+    return results
+
+
+def replica_rows(
+    study: Study, trial_id: str, sampled: Mapping[str, Any], result: Mapping[str, Any]
+) -> list[dict]:
+    """One row per replica of a trial: its config and the outcome keys of its latest record."""
+    replicas = result.get("replicas") or {}
+    rows = []
+    for replica, config in enumerate(replica_configs(study, sampled)):
+        record = replicas.get(str(replica), {})
+        row = {
+            "trial_id": run_key(trial_id, replica),
+            "tune_trial_id": trial_id,
+            "replica": replica,
+            **config,
+        }
+        row.update({k: record.get(k) for k in (*OUTCOME_KEYS, "doshi_phase", "n_train", "n_total")})
+        # the last value of every other curve (norms, recovery error, clean train accuracy, ...)
+        for key in curve_keys(record):
+            row.setdefault(f"final_{key}", record[key])
+        rows.append(row)
+    return rows
+
+
+def trial_curves(local_path: str | None, trial_id: str, filesystem: Any = None) -> dict[str, pd.DataFrame]:
+    """Each replica's evaluation records, read back from the ``result.json`` Tune wrote (a local
+    directory, or a path on ``filesystem``)."""
+    if not local_path:
+        return {}
+    if filesystem is not None:
+        try:
+            with filesystem.open_input_stream(f"{local_path}/result.json") as stream:
+                text = stream.read().decode()
+        except (FileNotFoundError, OSError):
+            return {}
+    else:
+        path = Path(local_path) / "result.json"
+        if not path.exists():
+            return {}
+        text = path.read_text()
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        for replica, record in (json.loads(line).get("replicas") or {}).items():
+            rows.setdefault(run_key(trial_id, int(replica)), []).append(
+                {"step": record.get("step"), **{k: record.get(k) for k in curve_keys(record)}}
+            )
+    frames = {}
+    for key, records in rows.items():
+        frame = (
+            pd.DataFrame(records).drop_duplicates("step", keep="last").sort_values("step", ignore_index=True)
+        )
+        frame.insert(0, "trial_id", key)
+        frames[key] = frame
+    return frames

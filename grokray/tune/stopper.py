@@ -1,0 +1,77 @@
+"""The study's Tune ``Stopper``: onset (a trial ends once it has grokked) and the monotone rule.
+(Module-level: Tune pickles it into the experiment state.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray.tune import Stopper
+
+from grokray.outcomes import mark_dominated
+
+
+class GrokStopper(Stopper):
+    """Ends a trial once grokking is confirmed (or it diverged, or its budget is spent), and with
+    ``monotone`` = k > 0 a trial that cannot grok because more data did not: one whose training
+    size lies below k larger sizes (same other searched values, ``group_keys``) where every seed
+    ran its whole budget without grokking, all of them below the smallest size where any seed
+    grokked. P(grok within the budget) rising with the data size is what the critical-size
+    estimate assumes; a grokked seed below a failed size (evidence against it, in that group)
+    keeps that failed size from counting.
+
+    A stopped trial's result is marked in place before Tune logs it (result.json, callbacks,
+    Optuna, the trial table all see it): its running seeds get ``stop_reason`` ``dominated`` and
+    ``phase`` None (not observed), ``grokked`` stays False."""
+
+    def __init__(
+        self,
+        size_key: str | None = None,
+        group_keys: Sequence[str] = (),
+        monotone: int = 0,
+        binned: Mapping[str, tuple[float, float, bool]] | None = None,
+    ) -> None:
+        self.size_key, self.group_keys, self.monotone = size_key, tuple(group_keys), monotone
+        self.binned = dict(binned or {})  # continuous group keys, binned as the estimate bins them
+        self.failed: dict[tuple[Any, ...], set[float]] = {}
+        self.smallest_grokked: dict[tuple[Any, ...], float] = {}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        done = result.get("stop_reason", "running") != "running"
+        if not self.monotone or self.size_key is None:
+            return done
+        config = result.get("config") or {}
+        if self.size_key not in config:
+            return done
+        size = float(config[self.size_key])
+        group = self.group_of(config)
+        records = list((result.get("replicas") or {}).values())
+        if any(record.get("grokked") for record in records):
+            self.smallest_grokked[group] = min(size, self.smallest_grokked.get(group, math.inf))
+        elif done and records and all(record.get("stop_reason") == "budget" for record in records):
+            self.failed.setdefault(group, set()).add(size)
+        if done:
+            return True
+        ceiling = self.smallest_grokked.get(group, math.inf)
+        if sum(size < f < ceiling for f in self.failed.get(group, ())) < self.monotone:
+            return False
+        for record in records:
+            mark_dominated(record)
+        return True
+
+    def group_of(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """The group of a trial: exact values, and the estimate's bin for continuous keys."""
+        from grokray.analysis.critical import bin_label
+
+        binned = getattr(self, "binned", {})  # a stopper pickled before binning existed has none
+        return tuple(
+            bin_label(config[key], binned[key])
+            if key in binned and config.get(key) is not None
+            else str(config.get(key))
+            for key in self.group_keys
+        )
+
+    def stop_all(self) -> bool:
+        return False

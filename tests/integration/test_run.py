@@ -1,0 +1,328 @@
+"""The smoke study through real Ray Tune, real Optuna and a real SQLite MLflow, as a user runs it."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.paths import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    result = run_cli(
+        "run",
+        str(ROOT / "studies/critical_size.py"),
+        "--quick",
+        "--set",
+        "train_fraction=0.2,0.5,0.8",
+        "--set",
+        "seeds=2",
+        cwd=workdir,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, env, result
+
+
+def test_run_prints_progress_and_the_estimate(smoke):
+    _, _, result = smoke
+    assert "6/6 done" in result.stdout
+    assert "critical fraction [95% CI]" in result.stdout
+    assert "Configuration for experiment" not in result.stdout  # Ray's tables are replaced
+
+
+def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
+    from mlflow.tracking import MlflowClient
+
+    workdir, env, _ = smoke
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("critical-size")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("grokray.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 6  # 3 trials x 2 seed replicas
+    parent = parents[0]
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == 3
+    assert len({c.data.tags["grokray.run_key"] for c in children}) == 6
+    pairs = sorted((float(c.data.params["train_fraction"]), int(c.data.params["seed"])) for c in children)
+    assert pairs == [(f, s) for f in (0.2, 0.5, 0.8) for s in (0, 1)]
+    for child in children:
+        params = child.data.params
+        assert params["p"] == "31" and params["steps"] == "1500" and params["replicas"] == "2"
+        assert {"grokked", "phase", "stop_reason", "grokking_step"} <= set(child.data.tags)
+        history = client.get_metric_history(child.info.run_id, "val_acc")
+        assert len(history) >= 3 and history[0].step == 0
+        assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["curves.parquet"]
+    # the easy split groks and stops early; the hardest does not
+    by_fraction = {
+        float(c.data.params["train_fraction"]): c for c in children if c.data.params["seed"] == "0"
+    }
+    assert by_fraction[0.8].data.tags["grokked"] == "True"
+    assert by_fraction[0.8].data.tags["stop_reason"] == "grokked"
+    assert by_fraction[0.2].data.tags["grokked"] == "False"
+    assert by_fraction[0.2].data.tags["stop_reason"] == "budget"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.parquet", "estimate.json", "val_acc_vs_step.png", "p_grok_vs_fraction.png"} <= artifacts
+    table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(workdir)))
+    assert len(table) == 6 and {"train_fraction", "grokked", "grokking_step", "n_train", "n_total"} <= set(
+        table
+    )
+    png = Path(client.download_artifacts(parent.info.run_id, "p_grok_vs_fraction.png", str(workdir)))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
+    workdir, env, _ = smoke
+    result = cli("report", "critical-size", "--json", cwd=workdir, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    estimates = json.loads(result.stdout)
+    assert len(estimates) == 1
+    estimate = estimates[0]
+    assert {
+        "critical_fraction",
+        "ci_low",
+        "ci_high",
+        "critical_size",
+        "peak_fraction",
+        "n_trials",
+        "budget_steps",
+    } <= set(estimate)
+    assert estimate["n_trials"] == 6 and estimate["budget_steps"] == 1500
+    assert 0.2 <= estimate["critical_fraction"] <= 0.8
+    missing = cli("report", "no-such-study", cwd=workdir, env=env, timeout=120)
+    assert missing.returncode == 2 and "no study named" in missing.stderr
+
+
+def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cli):
+    """Largest size first, one trial at a time: 0.5 and 0.4 spend their (tiny) budget without
+    grokking, so 0.3 and 0.2 are stopped at their first report; every record says so."""
+    from mlflow.tracking import MlflowClient
+
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    study = str(ROOT / "studies/critical_size.py")
+    sets = ["steps=100", "train_fraction=0.2,0.5,0.3,0.4", "max_concurrent=1"]
+    result = cli("run", study, "--quick", *[a for s in sets for a in ("--set", s)], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 runs at fraction <= 0.3 stopped early" in result.stdout
+    assert "4/4 done, 0 running, 0 grokked, 2 stopped below sizes that did not grok" in result.stdout
+    table = pd.read_parquet(tmp_path / "results/critical-size/trials.parquet").set_index("train_fraction")
+    assert table.loc[[0.5, 0.4], "stop_reason"].tolist() == ["budget", "budget"]
+    assert table.loc[[0.5, 0.4], "steps_run"].tolist() == [100, 100]
+    assert table.loc[[0.3, 0.2], "stop_reason"].tolist() == ["dominated", "dominated"]
+    assert table.loc[[0.3, 0.2], "steps_run"].max() < 100
+    assert not table["grokked"].any() and table.loc[[0.3, 0.2], "phase"].isna().all()
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    children = client.search_runs(
+        [client.get_experiment_by_name("critical-size").experiment_id], "tags.`grokray.role` = 'trial'"
+    )
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name("critical-size").experiment_id], "tags.`grokray.role` = 'study'"
+    )
+    assert parent.data.params["early_stop"] == "True" and parent.data.params["monotone_stop"] == "2"
+    tags = {
+        float(c.data.params["train_fraction"]): (c.info.status, c.data.tags["stop_reason"]) for c in children
+    }
+    assert tags == {
+        0.5: ("FINISHED", "budget"),
+        0.4: ("FINISHED", "budget"),
+        0.3: ("FINISHED", "dominated"),
+        0.2: ("FINISHED", "dominated"),
+    }
+
+
+@pytest.mark.parametrize("kill", ["SIGTERM", "SIGKILL"])
+def test_kill_mid_study_then_resume_loses_nothing(tmp_path, kill):
+    """SIGTERM after the first finished trial: exit 130, no run left RUNNING. SIGKILL: the driver
+    just dies. Either way --resume finishes the study with exactly one child run per trial, the
+    finished ones untouched, every metric step logged once, and no step trained twice."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "GROKRAY_CHECKPOINT_SECONDS": "0",  # a checkpoint with every report
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "grokray",
+        "run",
+        str(ROOT / "studies/critical_size.py"),
+        "--quick",
+        "--set",
+        "train_fraction=0.2,0.3,0.7,0.8",
+        "--set",
+        "steps=1500",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 180
+    for line in proc.stdout:
+        if " 1/4 done" in line or " 2/4 done" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(getattr(signal, kill))
+    output = proc.stdout.read()  # what the line iterator has not consumed yet
+    proc.wait(timeout=120)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("critical-size")
+    runs = client.search_runs([experiment.experiment_id])
+    if kill == "SIGTERM":
+        assert proc.returncode == 130, output[-2000:]
+        assert "--resume" in output
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    finished_before = {
+        r.data.tags["ray.trial_id"]
+        for r in runs
+        if r.info.status == "FINISHED" and r.data.tags.get("grokray.role") == "trial"
+    }
+    assert finished_before, "the kill came before any trial finished"
+
+    resumed = subprocess.run(
+        [*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("grokray.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert finished_before <= {c.data.tags["ray.trial_id"] for c in children}
+    for child in children:
+        # every evaluation (every 50 steps) once in MLflow: none twice, none lost to the kill
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")]
+        assert steps and sorted(steps) == list(range(0, max(steps) + 1, 50)), (child.info.run_name, steps)
+    # in-flight trials continued from their newest checkpoint: no trial trained a step twice
+    # (a resumed trial first reports its checkpoint's evaluation again, marked replayed)
+    for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
+        lines = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        steps = [line["step"] for line in lines if not line.get("replayed")]
+        assert steps == sorted(set(steps)), (result_file.parent.name, steps)
+
+
+def _run_with_fault(tmp_path, fault, *extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "GROKRAY_CHECKPOINT_SECONDS": "0",
+        "GROKRAY_INJECT_FAULT": fault,
+    }
+    args = [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick", *extra]
+    return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _trial_runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("critical-size")
+    return client.search_runs([experiment.experiment_id])
+
+
+def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
+    result = _run_with_fault(tmp_path, "raise-once@300")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    runs = _trial_runs(tmp_path)
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
+        assert (result_file.parent / "injected_fault").exists()  # the fault did fire in every trial
+        lines = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        steps = [line["step"] for line in lines if not line.get("replayed")]
+        assert steps == sorted(set(steps)) and steps[-1] > 300  # continued, not restarted
+
+
+def test_a_trial_that_keeps_failing_is_recorded_and_the_study_goes_on(tmp_path):
+    # the 0.2 trial trains to its 1500-step budget and meets the fault at 1000 on every attempt;
+    # the 0.8 trial groks before that and finishes
+    result = _run_with_fault(tmp_path, "raise-always@1000", "--set", "max_failures=1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    runs = _trial_runs(tmp_path)
+    by_role = {}
+    for run in runs:
+        by_role.setdefault(run.data.tags.get("grokray.role"), []).append(run)
+    assert [r.info.status for r in by_role["study"]] == ["FINISHED"]
+    trials = {float(r.data.params["train_fraction"]): r for r in by_role["trial"]}
+    assert trials[0.8].info.status == "FINISHED" and trials[0.8].data.tags["grokked"] == "True"
+    assert trials[0.2].info.status == "FAILED" and trials[0.2].data.tags["stop_reason"] == "failed"
+    # the last attempt's error: the retry resumed from the checkpoint at step 1000 and met the
+    # fault again at its next evaluation
+    assert "RuntimeError: injected fault at step 10" in trials[0.2].data.tags["error"]
+    assert "(raise-always@1000)" in trials[0.2].data.tags["error"]
+    table = pd.read_parquet(tmp_path / "results" / "critical-size" / "trials.parquet")
+    assert table.set_index("train_fraction")["failed"].to_dict() == {0.2: True, 0.8: False}
+    assert "1 failed" in result.stdout
+
+
+def test_tracking_server_outage_mid_study_loses_no_metric(tmp_path):
+    """A real `mlflow server` is killed mid-study and restarted 8 s later on the same port and
+    database: the study finishes, and every evaluation of every trial is in MLflow once."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from tools.services import MlflowServer
+
+    database = f"sqlite:///{tmp_path / 'server.db'}"
+    server = MlflowServer.start(database, tmp_path / "artifacts", tmp_path / "server.log", timeout=90)
+    uri = server.uri
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri}
+    study = subprocess.Popen(
+        [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
+         "--set", "train_fraction=0.2,0.3,0.7,0.8"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        for line in study.stdout:
+            if " 1/4 done" in line or " 2/4 done" in line:
+                break
+        server.kill()
+        time.sleep(8)
+        server.restart(timeout=90)
+        output = study.stdout.read()
+        study.wait(timeout=300)
+        assert study.returncode == 0, output[-3000:]
+        assert "tracking server unreachable" in output and "tracking server back" in output
+        client = MlflowClient(database)
+        experiment = client.get_experiment_by_name("critical-size")
+        runs = client.search_runs([experiment.experiment_id])
+        assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+        evaluations = {}
+        for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
+            records = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+            evaluations[records[0]["trial_id"]] = sorted({r["step"] for r in records})
+        for run in runs:
+            if run.data.tags.get("grokray.role") == "trial":
+                steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+                assert sorted(steps) == evaluations[run.data.tags["ray.trial_id"]]
+    finally:
+        if study.poll() is None:
+            study.kill()
+        server.kill()

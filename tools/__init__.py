@@ -1,0 +1,1 @@
+"""Project tools: fault drills, manifest validation, the services they and the tests start."""

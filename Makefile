@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 ARGS ?=
 
 .PHONY: run test lint ui bench install clean system-deps k8s-validate faults reproduce
@@ -12,8 +13,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned first: the CPU wheel on disk, not the multi-GB CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+# the test tools (pytest, ruff, Playwright, the manifest validators, moto) on top: make test only
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -24,16 +30,16 @@ run: $(STAMP)
 system-deps:
 	bash tools/system_deps.sh
 
-test: $(STAMP) system-deps
+test: $(TEST_STAMP) system-deps
 	$(PY) -m ruff check grokray tests studies bench tools
 	$(PY) -m pytest -q $(ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check grokray tests studies bench tools
 
 # render k8s/overlays/* with kubectl kustomize; validate them against the KubeRay CRDs (k8s/crds)
 # and Kubernetes' schemas, strictly, offline (kubectl and the schemas come with the test extra)
-k8s-validate: $(STAMP)
+k8s-validate: $(TEST_STAMP)
 	$(PY) tools/k8s_validate.py $(ARGS)
 
 # fault drills: every scenario FAULT_RUNS times (kill moments seeded by FAULT_SEED); table in results/faults.json
@@ -52,6 +58,7 @@ bench: $(STAMP)
 	$(PY) -m bench.bench --json results/bench.json $(ARGS)
 
 ui: $(STAMP)
+	$(PY) -m grokray links --base http://127.0.0.1:$${PORT:-5000}
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $${PORT:-5000}
 
 clean:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from grokray import settings
@@ -72,8 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--no-stop", action="store_true", help="keep training after grokking")
 
     report = commands.add_parser("report", help="reprint a study's estimate from MLflow")
-    report.add_argument("name", metavar="STUDY_NAME")
+    report.add_argument("name", metavar="STUDY_NAME", help="a study's name, or its study file")
     report.add_argument("--json", action="store_true")
+
+    links = commands.add_parser("links", help="the MLflow UI address of each study's runs")
+    links.add_argument("--base", default="http://127.0.0.1:5000", help="the UI's address (make ui's default)")
 
     address_help = "Ray job server (default: $RAY_JOB_ADDRESS, an http $RAY_ADDRESS, http://127.0.0.1:8265)"
     submit = commands.add_parser("submit", help="run a study as a Ray Job on an existing cluster")
@@ -92,14 +96,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resume_command(args: argparse.Namespace, program: Sequence[str] | None = None) -> str:
+    """The command that continues an interrupted ``run``, as it can be typed here: the program as
+    this process was started (``python -m grokray`` from the venv, or the ``grokray`` script),
+    with the same study, overrides and storage, and ``--resume``."""
+    import shlex
+
+    if program is None:
+        script = Path(sys.argv[0])
+        program = [str(script)] if script.name == "grokray" else [sys.executable, "-m", "grokray"]
+    words = [*program, "run", args.study]
+    for override in args.overrides:
+        words += ["--set", override]
+    words += ["--quick"] if args.quick else []
+    words += ["--storage", args.storage] if getattr(args, "storage", None) else []
+    words += ["--address", args.address] if getattr(args, "address", None) else []
+    return " ".join(shlex.quote(word) for word in [*words, "--resume"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "report":
             return _report(args)
+        if args.command == "links":
+            return _links(args)
         if args.command in ("status", "logs", "stop"):
             return _job(args)
         study = load_study(args.study, args.overrides, quick=args.quick)
+        if args.command == "trial":
+            _check_one_config(args.overrides)
     except StudyError as err:
         print(f"grokray: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -117,10 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grokray: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        again = ["grokray", "run", args.study, *(f"--set {o}" for o in args.overrides)]
-        again += ["--quick"] if args.quick else []
-        again += [f"--storage {args.storage}"] if getattr(args, "storage", None) else []
-        print(f"\ngrokray: interrupted; continue with: {' '.join(again)} --resume", file=sys.stderr)
+        print(f"\ngrokray: interrupted; continue with: {resume_command(args)}", file=sys.stderr)
         return 130
 
 
@@ -132,6 +155,24 @@ def _job(args: argparse.Namespace) -> int:
     if args.command == "logs":
         return jobs.logs(args.job_id, args.address, args.follow)
     return jobs.stop(args.job_id, args.address)
+
+
+def _check_one_config(overrides: Sequence[str]) -> None:
+    """``grokray trial`` trains one config of one seed: a grid or a seed count is refused, not
+    silently cut to its first value."""
+    for assignment in overrides:
+        key, _, raw = assignment.partition("=")
+        key = key.strip()
+        if key == "seeds":
+            raise StudyError(
+                "seeds", "grokray trial trains one seed; give --set seed=N (grokray run trains seeds=N)"
+            )
+        if "," in raw:
+            raise StudyError(
+                key,
+                f"got a grid ({raw.strip()}); grokray trial trains one config: give one value "
+                "(grokray run sweeps a grid)",
+            )
 
 
 def _trial(study: Any, args: argparse.Namespace) -> int:
@@ -201,14 +242,18 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         check_reachable()
     except ConnectionError as err:
         raise StudyError("MLFLOW_TRACKING_URI", f"{err}; start the server or unset the variable") from None
-    claim_study_name(study.name, os.path.basename(args.study))  # a name taken by another file: exit 2
+    # a name taken by another file: exit 2
+    claim_study_name(study.name, os.path.basename(args.study), description=study.description)
 
     knobs = settings.current()
     storage = args.storage or knobs.storage
     if args.no_early_stop:
         study = dataclasses.replace(study, early_stop=False)
+    for note in study.notes():
+        print(f"[{study.name}] note: {note}", flush=True)
     print(
-        f"[{study.name}] {study.total_trials} trials, at most {study.max_concurrent} at once; "
+        f"[{study.name}] {study.total_trials} runs ({study.num_configs} configs x {study.seeds} seeds), "
+        f"{study.max_concurrent} configs training at a time; "
         f"tracking: {settings.current().tracking_uri}",
         flush=True,
     )
@@ -237,12 +282,30 @@ def _run(study: Any, args: argparse.Namespace) -> int:
     return 0 if summary["n_trials"] > summary["n_failed"] else 1
 
 
+def _links(args: argparse.Namespace) -> int:
+    from grokray.tracking import study_links
+
+    links = study_links(args.base)
+    if not links:
+        print(f"grokray: no study in {settings.current().tracking_uri} yet (make run makes one)")
+    for name, url in links:
+        print(f"{name}: {url}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from grokray.analysis import format_estimates
     from grokray.tracking import jsonable, load_estimate
 
+    name = args.name
+    if name.endswith(".py"):  # a study file: its study's name
+        try:
+            name = load_study(name).name
+        except StudyError as err:
+            print(f"grokray: error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     try:
-        payload = load_estimate(args.name)
+        payload = load_estimate(name)
     except LookupError as err:
         print(f"grokray: error: STUDY_NAME: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -251,4 +314,11 @@ def _report(args: argparse.Namespace) -> int:
     else:
         print(f"{payload['study']} (budget {payload['budget_steps']} steps, run {payload['run_id']}):")
         print(format_estimates(payload["estimates"]))
+        if payload.get("per_size"):
+            import pandas as pd
+
+            from grokray.analysis.sizes import format_size_summary
+
+            print("\nper size:")
+            print(format_size_summary(pd.DataFrame(payload["per_size"])))
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +191,21 @@ def _is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
+def unknown_name(name: str, field: str | None = None, extra: Sequence[str] = ()) -> StudyError:
+    """The error of a name that is not in the contract, with the nearest one if there is one
+    (``weight_decy``: did you mean weight_decay?)."""
+    import difflib
+
+    known = sorted({*PARAMS, *extra})
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return StudyError(field or name, f"unknown parameter{hint}; allowed: {', '.join(known)}")
+
+
 def coerce(name: str, value: Any) -> Any:
     """Check one config value against the contract; return it in its canonical type."""
     if name not in PARAMS:
-        raise StudyError(name, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+        raise unknown_name(name)
     spec = PARAMS[name]
     if spec.kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
@@ -260,7 +271,7 @@ def find_data_file(data_path: str) -> Path | None:
     return None
 
 
-def _check_text_dataset(path: str) -> None:
+def _check_text_dataset(path: str, train_size: int = 0) -> None:
     """The text task's dataset: an existing .csv or .parquet file with ``text`` and ``label`` columns.
 
     Only the header (CSV) or the schema (Parquet) is read, so a wrong path fails in a second, before
@@ -294,6 +305,46 @@ def _check_text_dataset(path: str) -> None:
             f"{path} lacks column {', '.join(missing)} (has: {', '.join(columns) or 'none'}); "
             f"allowed: {allowed}",
         )
+    rows, candidates = text_rows(file)
+    if rows < 2 or candidates < 1:
+        raise StudyError(
+            "data_path",
+            f"{path} has {rows} rows; allowed: at least 2 (one held out for test, one to train on)",
+        )
+    if train_size > candidates:  # every trial would silently train on fewer rows than asked
+        raise StudyError(
+            "train_size",
+            f"got {train_size}; allowed: at most {candidates}, the training rows of {path} "
+            f"({rows} rows, {rows - candidates} held out for test)",
+        )
+
+
+def text_rows(file: Path) -> tuple[int, int]:
+    """(rows, rows a training set may be drawn from) of a text dataset, as ``grokray.tasks.text``
+    splits it: the rows whose ``split`` column says test, else 20 % of them, are held out."""
+    if file.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(file, columns=[c for c in ("split",) if c in pq.read_schema(file).names])
+    else:
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(file)
+    rows = table.num_rows
+    if "split" in table.column_names:
+        test = sum(str(v).strip().lower() == "test" for v in table.column("split").to_pylist())
+        return rows, rows - test if test else 0  # a split column without test rows: refused
+    return rows, rows - text_test_rows(rows)
+
+
+#: The share of a text dataset's rows held out as its test part when it has no ``split`` column.
+TEXT_TEST_FRACTION = 0.2
+
+
+def text_test_rows(n_rows: int) -> int:
+    """How many rows of a text dataset without a ``split`` column are held out for test: 20 %,
+    at least one, and at least one row left to train on."""
+    return min(max(1, round(TEXT_TEST_FRACTION * n_rows)), n_rows - 1)
 
 
 def _check_task_and_model(config: Mapping[str, Any]) -> None:
@@ -320,7 +371,7 @@ def _check_task_and_model(config: Mapping[str, Any]) -> None:
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-field rules of one fully resolved config."""
     if config.get("task") == "text":
-        _check_text_dataset(str(config.get("data_path", "")))
+        _check_text_dataset(str(config.get("data_path", "")), int(config.get("train_size", 0)))
     if config.get("task", "modular") == "modular":
         p, op = config["p"], config["op"]
         if op == "/" and not _is_prime(p):
@@ -350,3 +401,59 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 def default_config() -> dict[str, Any]:
     return {name: spec.default for name, spec in PARAMS.items()}
+
+
+# Names that mean something only under some value of another name: a modular study's run logs no
+# ``dim`` or ``vocab_size``. (name, the names it needs, the values they must take)
+_APPLIES: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "op": ("task", ("modular",)),
+    "p": ("task", ("modular",)),
+    "dim": ("task", ("sparse_recovery",)),
+    "sparsity": ("task", ("sparse_recovery",)),
+    "matrix_size": ("task", ("matrix_completion",)),
+    "rank": ("task", ("matrix_completion",)),
+    "test_size": ("task", ("sparse_recovery", "matrix_completion")),
+    "data_path": ("task", ("text",)),
+    "max_len": ("task", ("text",)),
+    "vocab_size": ("task", ("text",)),
+    "encoding": ("model", ("mlp",)),
+    "embed_dim": ("model", ("mlp",)),
+    "init": ("model", ("mlp",)),
+    "activation": ("model", ("mlp", "transformer")),
+    "heads": ("model", ("transformer", "encoder")),
+    "causal": ("model", ("transformer",)),
+    "layer_norm": ("model", ("transformer",)),
+    "beta1": ("optimizer", ("adamw", "adam")),
+    "beta2": ("optimizer", ("adamw", "adam")),
+    "momentum": ("optimizer", ("sgd",)),
+    "friction": ("optimizer", ("wand",)),
+    "wand_beta": ("optimizer", ("wand",)),
+    "wand_l0": ("optimizer", ("wand",)),
+    "wand_wl_height": ("optimizer", ("wand",)),
+    "wand_wl_ramp": ("optimizer", ("wand",)),
+    "complexity_epsilon": ("measures", ("all",)),
+}
+
+
+def applicable(config: Mapping[str, Any], searched: Sequence[str] = ()) -> dict[str, Any]:
+    """The names of a resolved config that apply to it: another task's, model's or optimizer's
+    names left out, ``reg_strength`` only with a regularizer, ``grokfast_alpha`` only with
+    Grokfast on, one of ``train_size`` / ``train_fraction`` (the one that sets the size), no
+    ``corruption`` for a regression task. What an MLflow run records of its config. A name whose
+    rule depends on a ``searched`` name is kept (it applies to some of the study's trials)."""
+    searched = set(searched)
+    out = {}
+    for name, value in config.items():
+        rule = _APPLIES.get(name)
+        if rule is not None and rule[0] not in searched and config.get(rule[0]) not in rule[1]:
+            continue
+        out[name] = value
+    if config.get("regularizer") == "none" and "regularizer" not in searched:
+        out.pop("reg_strength", None)
+    if not config.get("grokfast_lambda") and "grokfast_lambda" not in searched:
+        out.pop("grokfast_alpha", None)
+    if not searched & {"train_size", "train_fraction"}:
+        out.pop("train_fraction" if config.get("train_size") else "train_size", None)
+    if config.get("task") in ("sparse_recovery", "matrix_completion"):
+        out.pop("corruption", None)
+    return out

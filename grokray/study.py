@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from grokray.config import PARAMS, StudyError, check_config, coerce, default_config
+from grokray.config import PARAMS, StudyError, check_config, coerce, default_config, unknown_name
 from grokray.outcomes import OBJECTIVES, OUTCOME_KEYS
 from grokray.space import Dimension, grid
 
@@ -98,6 +98,7 @@ class Study:
     # with early_stop and a searched training size: stop a trial below this many larger sizes
     # (same other searched values) where no seed grokked within the budget; 0: off
     monotone_stop: int = 2
+    sampler_seed: int = 0  # the sampler's seed (``--set sampler_seed=N``: a rerun that proposes others)
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class Study:
             raise StudyError("linked", "must be {name: {value: {name: value, ...}}}")
         for key, by_value in self.linked.items():
             if key not in PARAMS:
-                raise StudyError(f"linked.{key}", f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+                raise unknown_name(key, f"linked.{key}")
             if not isinstance(by_value, dict) or not all(isinstance(v, dict) for v in by_value.values()):
                 raise StudyError(f"linked.{key}", "must map each value to a dict of config values")
             for value, settings in by_value.items():
@@ -200,12 +201,16 @@ class Study:
                 raise StudyError("plots.y", f"a {plot.kind} plot needs y")
         # every combination of fixed values and searched bounds must be a valid config
         check_config(self.resolve({}))
+        size = self.space.get("train_size")
+        values = (size.grid_values() or (size.low, size.high)) if size is not None else ()
+        if values and max(values) != self.resolve({})["train_size"]:  # the largest size must fit the data
+            check_config(self.resolve({"train_size": max(values)}))
         return self
 
     def _check_dimension(self, key: str, dim: Any, field: str = "") -> None:
         field = field or f"space.{key}"
         if key not in PARAMS:
-            raise StudyError(field, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+            raise unknown_name(key, field)
         if not isinstance(dim, Dimension):
             raise StudyError(
                 field,
@@ -300,6 +305,47 @@ class Study:
     def total_trials(self) -> int:
         return self.num_configs * self.seeds
 
+    def size_grid(self) -> tuple[Any, ...] | None:
+        """The values of a searched training size given as a grid (or categorical), else None."""
+        size_key = self.size_key()
+        dim = self.space.get(size_key) if size_key else None
+        return dim.grid_values() if dim is not None and dim.choices is not None else None
+
+    def sizes_first(self) -> list[dict[str, Any]]:
+        """With any sampler but ``grid`` and a grid over the training size: one proposal per size,
+        largest first, before the sampler's own (the other searched names are the sampler's to
+        choose), so that every size of the grid is trained: under TPE a grid is a categorical, and
+        its random start-up may never draw some values. ``grid`` visits every point anyway."""
+        sizes = self.size_grid()
+        if self.sampler == "grid" or not sizes:
+            return []
+        size_key = self.size_key()
+        return [{size_key: v} for v in sorted(sizes, key=float, reverse=True)][: self.num_configs]
+
+    def notes(self) -> list[str]:
+        """What a researcher should know before the study starts (printed by ``grokray run``)."""
+        out = []
+        startup = {"tpe": 10, "gp": 10}.get(self.sampler)
+        if startup and self.num_configs <= startup:
+            out.append(
+                f"{self.sampler} proposes its first {startup} configs at random: num_samples="
+                f"{self.num_configs} is all random start-up (sampler='random' says so, 'grid' covers a grid)"
+            )
+        sizes = self.size_grid()
+        if sizes and self.sampler != "grid":
+            size_key = self.size_key()
+            if self.num_configs < len(sizes):
+                out.append(
+                    f"{size_key} has {len(sizes)} grid values but num_samples={self.num_configs}: only the "
+                    f"{self.num_configs} largest are trained (raise num_samples or use sampler='grid')"
+                )
+            else:
+                out.append(
+                    f"every {size_key} of the grid is proposed once first (largest first), then "
+                    f"{self.sampler} searches for {self.num_configs - len(sizes)} more configs"
+                )
+        return out
+
     @property
     def num_configs(self) -> int:
         if self.num_samples:
@@ -348,6 +394,8 @@ class Study:
             "objective": self.objective,
             "linked": self.linked,
         }
+        if self.sampler_seed:  # only when set: the fingerprint of studies from before is unchanged
+            payload["sampler_seed"] = self.sampler_seed
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -361,6 +409,7 @@ class Study:
     def with_overrides(self, assignments: Sequence[str]) -> Study:
         """Apply ``--set name=value`` (fix a value) and ``--set name=a,b,c`` (pin a grid)."""
         study = dataclasses.replace(self, config=dict(self.config), space=dict(self.space))
+        seen: dict[str, str] = {}
         for assignment in assignments:
             if "=" not in assignment:
                 raise StudyError("--set", f"got {assignment!r}; expected name=value or name=a,b,c")
@@ -368,11 +417,17 @@ class Study:
             key, raw = key.strip(), raw.strip()
             if not key or not raw:
                 raise StudyError("--set", f"got {assignment!r}; expected name=value or name=a,b,c")
+            if key in seen:
+                raise StudyError(
+                    "--set",
+                    f"{key} is set twice ({seen[key]!r} and {raw!r}); give it once (a,b,c for a grid)",
+                )
+            seen[key] = raw
             if key in STUDY_FIELDS:
                 study = _set_study_field(study, key, raw)
                 continue
             if key not in PARAMS:
-                raise StudyError(key, f"unknown parameter; allowed: {', '.join(sorted(PARAMS))}")
+                raise unknown_name(key, extra=tuple(STUDY_FIELDS))
             values = [coerce(key, part.strip()) for part in raw.split(",")]
             # a value set on the command line wins over one linked to a searched value
             study.linked = {
@@ -411,6 +466,7 @@ STUDY_FIELDS = {
     "gpus_per_trial": float,
     "max_failures": int,
     "monotone_stop": int,
+    "sampler_seed": int,
 }
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ BASIC_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 TRIAL_TAG = "ray.key"
 RUN_KEY_TAG = "grokray.run_key"  # Tune trial id + replica: the key of one child run
 ROLE_TAG = "grokray.role"
+#: MLflow 3's experiment kind: without it the UI opens a study on its GenAI overview (traces)
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows of an experiment or a run
 STUDY_FILE_TAG = "grokray.study_file"  # experiment tag: the basename of the study file that owns the name
 MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
 
@@ -52,7 +56,9 @@ class StudyTracker:
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study_name)
         if experiment is None:
-            self.experiment_id = self.client.create_experiment(study_name)
+            self.experiment_id = self.client.create_experiment(
+                study_name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+            )
         else:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
@@ -175,8 +181,11 @@ class StudyTracker:
         curves: pd.DataFrame | None,
         status: str = "FINISHED",
         error: str | None = None,
+        artifacts: Sequence[str | Path] = (),
+        name: str | None = None,
     ) -> None:
-        """Flush, tag the outcome, attach the curves as Parquet, and end the child run."""
+        """Flush, tag the outcome, attach the curves as Parquet (and ``artifacts``: the run's
+        ``weights.pt``, its figure), rename it with its outcome, and end the child run."""
         run_id = self._child_runs.get(key)
         if run_id is None:
             return
@@ -195,6 +204,8 @@ class StudyTracker:
         ]
         if error:
             tags.append(RunTag("error", error[:4000]))
+        if name:
+            tags.append(RunTag("mlflow.runName", name))
         metrics = [
             Metric(k, float(outcome[k]), int(time.time() * 1000), int(outcome.get("steps_run") or 0))
             for k in ("memorization_step", "grokking_step", "grokking_delay", "steps_run")
@@ -206,6 +217,8 @@ class StudyTracker:
                 path = Path(tmp) / "curves.parquet"
                 pq.write_table(pa.Table.from_pandas(curves, preserve_index=False), path)
                 self.client.log_artifact(run_id, str(path))
+        for artifact in artifacts:
+            self.client.log_artifact(run_id, str(artifact))
         self.client.set_terminated(run_id, status)
 
     def finish_open_runs(self, status: str = "KILLED") -> int:
@@ -243,30 +256,35 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
         raise ConnectionError(f"no MLflow tracking server answers at {uri} ({reason})") from None
 
 
-def claim_study_name(study_name: str, study_file: str, uri: str | None = None) -> None:
+def claim_study_name(study_name: str, study_file: str, uri: str | None = None, description: str = "") -> None:
     """The duplicate-name rule: a study name (its MLflow experiment) belongs to one study file.
 
     The experiment is created here, on the driver, tagged with the study file's basename. Running
     the same file again (edited, or with ``--set``) is a new parent run under it; another file that
     uses the same name is refused with ``StudyError`` (exit 2) before anything starts. An experiment
-    without the tag (made before the rule, or by hand) is accepted and tagged.
+    without the tag (made before the rule, or by hand) is accepted and tagged. The experiment is
+    marked as model training (the UI opens on its runs) and described by the study's docstring.
     """
     from grokray.config import StudyError
 
     client = MlflowClient(uri or tracking_uri())
     experiment = client.get_experiment_by_name(study_name)
+    tags = {STUDY_FILE_TAG: study_file, EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+    if description:
+        tags[NOTE_TAG] = description
     if experiment is None:
-        client.create_experiment(study_name, tags={STUDY_FILE_TAG: study_file})
+        client.create_experiment(study_name, tags=tags)
         return
     owner = experiment.tags.get(STUDY_FILE_TAG)
-    if owner is None:
-        client.set_experiment_tag(experiment.experiment_id, STUDY_FILE_TAG, study_file)
-    elif owner != study_file:
+    if owner is not None and owner != study_file:
         raise StudyError(
             "name",
             f"study {study_name!r} already exists in MLflow (from {owner}); "
             "rename the study in this file or use that file",
         )
+    for key, value in tags.items():  # an experiment from before a tag existed, or made by hand
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
 
 
 def jsonable(value: Any) -> Any:
@@ -291,7 +309,7 @@ def latest_study_run(study_name: str, uri: str | None = None) -> tuple[MlflowCli
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study_name)
     if experiment is None:
-        names = [e.name for e in client.search_experiments()]
+        names = [e.name for e in study_experiments(client)]
         raise LookupError(
             f"no study named {study_name!r} in {uri or tracking_uri()}; found: {', '.join(names) or 'none'}"
         )
@@ -306,10 +324,28 @@ def latest_study_run(study_name: str, uri: str | None = None) -> tuple[MlflowCli
     return client, runs[0]
 
 
+def study_experiments(client: MlflowClient) -> list[Any]:
+    """The experiments grokray made for studies (tagged with their study file), not MLflow's
+    ``Default`` or anyone else's."""
+    return [e for e in client.search_experiments() if STUDY_FILE_TAG in e.tags]
+
+
+def study_links(base_url: str, uri: str | None = None) -> list[tuple[str, str]]:
+    """(study, URL of its runs in the MLflow UI at ``base_url``), one per study experiment."""
+    uri = uri or tracking_uri()
+    database = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if database and not Path(database).exists():  # do not create it
+        return []
+    client = MlflowClient(uri)
+    base = base_url.rstrip("/")
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs") for e in study_experiments(client)]
+
+
 def load_estimate(study_name: str, uri: str | None = None) -> dict[str, Any]:
     """The estimate JSON of the newest finished run of ``study_name``."""
     client, run = latest_study_run(study_name, uri)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
         path = client.download_artifacts(run.info.run_id, "estimate.json", tmp)
         payload = json.loads(Path(path).read_text())
     payload["run_id"] = run.info.run_id

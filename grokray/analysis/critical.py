@@ -642,21 +642,19 @@ def _fmt_group(group: dict[str, Any]) -> str:
 
 
 def format_estimates(estimates: list[dict]) -> str:
-    """Fixed-width text table of :func:`critical_data_size` results, one line per group."""
+    """Fixed-width text table of :func:`critical_data_size` results, one line per group; a note
+    (why an estimate is missing or clipped) is a numbered footnote under the table, wrapped, so
+    that the table fits 100 columns."""
+    import textwrap
+
     if not estimates:
         return "no completed trials: nothing to estimate"
-    header = (
-        "group",
-        "critical fraction [95% CI]",
-        "critical size",
-        "peak fraction",
-        "grokked/trials",
-        "budget",
-        "note",
-    )
-    rows = []
+    header = ("group", "critical fraction [95% CI]", "size", "peak", "grokked/runs", "budget", "note")
+    rows, notes = [], []
     for e in estimates:
         ci = f"[{_fmt_float(e['ci_low'])}, {_fmt_float(e['ci_high'])}]"
+        if e["note"]:
+            notes.append(e["note"])
         rows.append(
             (
                 _fmt_group(e["group"]),
@@ -665,7 +663,7 @@ def format_estimates(estimates: list[dict]) -> str:
                 _fmt_float(e["peak_fraction"]),
                 f"{e['n_grokked']}/{e['n_trials']}",
                 f"{e['budget_steps']}",
-                e["note"],
+                f"({len(notes)})" if e["note"] else "",
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
@@ -675,4 +673,11 @@ def format_estimates(estimates: list[dict]) -> str:
         return "  ".join([*padded, cells[-1]]).rstrip()
 
     rule = "  ".join("-" * w for w in widths) + "  ----"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+    table = "\n".join([line(header), rule, *(line(r) for r in rows)])
+    if not notes:
+        return table
+    footnotes = [
+        textwrap.fill(note, width=100, initial_indent=f"({i}) ", subsequent_indent="    ")
+        for i, note in enumerate(notes, start=1)
+    ]
+    return table + "\n\n" + "\n".join(footnotes)

@@ -31,7 +31,9 @@ from grokray.analysis.critical import (
 __all__ = [
     "grok_probability_figure",
     "plot_grok_probability",
+    "plot_run_curves",
     "plot_validation_curves",
+    "run_curves_figure",
     "size_column",
     "validation_curves_figure",
 ]
@@ -114,6 +116,37 @@ def validation_curves_figure(
     ax.set_title("Validation accuracy vs step")
     ax.grid(alpha=0.3)
     return fig
+
+
+def run_curves_figure(curve: pd.DataFrame, outcome: dict[str, Any], title: str = "") -> Figure:
+    """The classic grokking figure of one run: train and validation accuracy against a log step
+    axis (symlog: step 0 stays on it), the memorization and grokking steps marked."""
+    curve = curve.sort_values("step")
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    if "train_acc" in curve.columns:
+        ax.plot(curve["step"], curve["train_acc"], color="C0", lw=1.5, label="train accuracy")
+    ax.plot(curve["step"], curve["val_acc"], color="C1", lw=1.5, label="validation accuracy")
+    positive = curve.loc[curve["step"] > 0, "step"]
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+    for key, color, text in (("memorization_step", "C0", "memorized"), ("grokking_step", "C1", "grokked")):
+        step = outcome.get(key)
+        if step is not None and not (isinstance(step, float) and math.isnan(step)):
+            ax.axvline(float(step), color=color, ls="--", lw=1)
+            ax.annotate(f"{text} @ {int(step)}", (float(step), 0.03 if key == "grokking_step" else 0.12),
+                        color=color, fontsize=8, xytext=(4, 0), textcoords="offset points")  # fmt: skip
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step (log scale)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "train and validation accuracy", fontsize=9)
+    ax.legend(loc="center right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_run_curves(curve: pd.DataFrame, outcome: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """``run_curves_figure`` saved as a PNG at ``path``."""
+    return _save(run_curves_figure(curve, outcome, title), path)
 
 
 def plot_validation_curves(

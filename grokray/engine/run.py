@@ -115,6 +115,7 @@ class ReplicaRun(Step, Measures):
         self.step, self.elapsed, self.resumed = 0, 0.0, False
         self.histories: list[list[dict[str, Any]]] = [[] for _ in configs]
         self.outcomes: list[dict[str, Any] | None] = [None] * len(configs)
+        self.final_weights: dict[int, dict[str, torch.Tensor]] = {}  # each done replica's last weights
         self._gathered: tuple[torch.Tensor, ...] | None = None
 
     @torch.no_grad()
@@ -162,6 +163,7 @@ class ReplicaRun(Step, Measures):
                 outcome = self._outcome(row, record, record["stop_reason"])
                 outcome["history"] = self.histories[row]
                 self.outcomes[row] = outcome
+                self.final_weights[row] = self._weights_at(self.active.index(row))
         if not finished or len(finished) == len(self.active):
             self.active = [row for row in self.active if row not in finished]
             return
@@ -170,6 +172,23 @@ class ReplicaRun(Step, Measures):
         )
         self.active = [row for row in self.active if row not in finished]
         self._keep(keep)
+
+    def _weights_at(self, index: int) -> dict[str, torch.Tensor]:
+        """The single model's state dict of batch row ``index`` (its parameter and buffer names,
+        on the CPU): what ``build_model(config).load_state_dict`` takes."""
+        state = {
+            self.model.original[name]: getattr(self.model, name)[index].detach().cpu().clone()
+            for name in self.model.names
+        }
+        for name, value in getattr(self.model, "buffer_values", {}).items():
+            state[name] = value[index].detach().cpu().clone()
+        return state
+
+    def weights(self, row: int) -> dict[str, torch.Tensor] | None:
+        """Replica ``row``'s weights: final once it is done, current while it trains."""
+        if row in self.active:
+            return self._weights_at(self.active.index(row))
+        return self.final_weights.get(row)
 
     def _keep(self, keep: torch.Tensor) -> None:
         self.model.keep(keep)
@@ -230,6 +249,7 @@ class ReplicaRun(Step, Measures):
             "ever_generalized": list(self.ever_generalized),
             "histories": self.histories,
             "outcomes": self.outcomes,
+            "final_weights": self.final_weights,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -238,6 +258,7 @@ class ReplicaRun(Step, Measures):
         self.step, self.elapsed, self.resumed = state["step"], state["elapsed"], True
         self.active = list(state["active"])
         self.histories, self.outcomes = state["histories"], state["outcomes"]
+        self.final_weights = dict(state.get("final_weights", {}))  # none in a checkpoint made before
         self.ever_generalized = list(state["ever_generalized"])
         for onset, onset_state in zip(self.onsets, state["onsets"], strict=True):
             onset.load_state_dict(onset_state)

@@ -25,11 +25,13 @@ class ReplicaMLP(nn.Module):
             (m for m in first.hidden if not isinstance(m, nn.Linear)), ACTIVATIONS["relu"]()
         )
         self.names: list[str] = []
+        self.original: dict[str, str] = {}  # stacked name → the single model's parameter name
         for name, _ in first.named_parameters():
             stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
             key = name.replace(".", "_")
             self.register_parameter(key, nn.Parameter(stacked.clone()))
             self.names.append(key)
+            self.original[key] = name
         self.linears = [
             (f"hidden_{i}_weight", f"hidden_{i}_bias")
             for i, module in enumerate(first.hidden)

@@ -27,14 +27,14 @@ from typing import Any
 
 import torch
 
-from grokray.config import find_data_file
+from grokray.config import TEXT_TEST_FRACTION, find_data_file, text_test_rows
 from grokray.tasks.pool import DATA_SEED, Pool
 
 PAD, UNK, CLS = 0, 1, 2
 N_SPECIAL = 3
 WORD_RE = re.compile(r"\w+(?:'\w+)?")
 SPLIT_COLUMN = "split"
-TEST_FRACTION = 0.2  # share of the rows held out as the test part of a file without a split column
+TEST_FRACTION = TEXT_TEST_FRACTION  # share of the rows held out as the test part (no split column)
 
 
 def words(text: str) -> list[str]:
@@ -110,7 +110,7 @@ def held_out_rows(n_rows: int, splits: Sequence[str] | None, data_path: str = ""
                 f"{'no' if not test.any() else 'only'} 'test' rows; need both test and other rows"
             )
         return test
-    n_test = min(max(1, round(TEST_FRACTION * n_rows)), n_rows - 1)
+    n_test = text_test_rows(n_rows)
     order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(DATA_SEED))
     test = torch.zeros(n_rows, dtype=torch.bool)
     test[order[:n_test]] = True

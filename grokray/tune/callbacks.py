@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,12 @@ import pandas as pd
 from ray.tune import Callback
 
 from grokray import settings
+from grokray.analysis.plots import plot_run_curves
+from grokray.config import applicable
 from grokray.outcomes import curve_keys, outcome_keys
 from grokray.study import Study
-from grokray.tune.results import replica_configs, replica_rows, run_key, trial_curves
+from grokray.tune.results import replica_configs, replica_rows, run_key, run_name, trial_curves
+from grokray.weights import WEIGHTS_FILE, save_weights
 
 
 def retry_tracking(study_name: str, call: Callable[..., Any], *args: Any) -> Any:
@@ -90,9 +94,10 @@ class MLflowCallback(Callback):
         curves: dict[str, pd.DataFrame] | None = None
         for replica, config in enumerate(replica_configs(self.study, trial.config)):
             key = run_key(trial.trial_id, replica)
-            name = f"f={config['train_fraction']:.3g} seed={config['seed']} [{key}]"
+            name = run_name(self.study, config, key)
             tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
-            self.logged_until[key] = self._retry(self.tracker.start_trial, key, name, config, tags)
+            params = applicable(config)  # a run's own config: what applies to it
+            self.logged_until[key] = self._retry(self.tracker.start_trial, key, name, params, tags)
             if self.logged_until[key] < 0:
                 continue
             # a restarted trial: log what its result.json on storage has that a stopped or killed
@@ -120,14 +125,25 @@ class MLflowCallback(Callback):
     def _end(self, trial: Any, status: str, error: str | None = None) -> None:
         replicas = (trial.last_result or {}).get("replicas") or {}
         curves = trial_curves(trial.local_path, trial.trial_id)
-        for replica in range(len(replica_configs(self.study, trial.config))):
-            key = run_key(trial.trial_id, replica)
-            record = replicas.get(str(replica), {})
-            outcome = outcome_keys(record)
-            if status == "FAILED":
-                outcome["stop_reason"] = "failed"  # grokked as last reported: the run's record stands
-            frame = curves.get(key) if curves else None
-            self._retry(self.tracker.end_trial, key, outcome, frame, status, error)
+        configs = replica_configs(self.study, trial.config)
+        weights = final_weights(trial) if status == "FINISHED" else {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for replica, config in enumerate(configs):
+                key = run_key(trial.trial_id, replica)
+                record = replicas.get(str(replica), {})
+                outcome = outcome_keys(record)
+                if status == "FAILED":
+                    outcome["stop_reason"] = "failed"  # grokked as last reported: the run's record stands
+                frame = curves.get(key) if curves else None
+                name = run_name(self.study, config, key, outcome)  # its outcome in the runs table
+                folder = Path(tmp, key)
+                folder.mkdir()
+                artifacts = []
+                if replica in weights:  # trained and done (a run the stopper ended untrained has none)
+                    artifacts.append(save_weights(folder / WEIGHTS_FILE, config, weights[replica]))
+                if frame is not None and len(frame) > 1 and "val_acc" in frame:
+                    artifacts.append(plot_run_curves(frame, outcome, folder / "grokking_curve.png", name))
+                self._retry(self.tracker.end_trial, key, outcome, frame, status, error, artifacts, name)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, "FINISHED")
@@ -145,6 +161,21 @@ class MLflowCallback(Callback):
         )
 
 
+def final_weights(trial: Any) -> dict[int, Any]:
+    """Each done replica's final weights, from the trial's newest checkpoint (written when its run
+    ended); none if the trial has no checkpoint or it cannot be read."""
+    checkpoint = getattr(trial, "checkpoint", None)
+    if checkpoint is None:
+        return {}
+    from grokray.tune.trainable import newest_checkpoint_state
+
+    try:
+        state, _ = newest_checkpoint_state(checkpoint.filesystem, checkpoint.path)
+    except Exception:  # a checkpoint gone or cut short: the run keeps its curves, not its weights
+        return {}
+    return dict(state.get("final_weights") or {})
+
+
 def _error_text(trial: Any) -> str:
     """The trial's error trace. Tune writes it to the trial's local directory first and syncs it
     to storage later, where ``get_error`` reads it: read the local file, then storage."""
@@ -158,13 +189,19 @@ def _error_text(trial: Any) -> str:
 
 
 class ProgressCallback(Callback):
-    """One compact line: runs done / running / grokked, elapsed, current estimate."""
+    """Progress of the study's runs: on a terminal a progress bar (tqdm: runs done of all, ETA,
+    what is running and grokked); in a log, a line every 15 s: runs done / running / grokked,
+    elapsed, the current estimate. (Not pickled with a live bar: ``__getstate__`` drops it.)"""
 
     def __init__(self, study: Study) -> None:
         self.study = study
         self.started = time.monotonic()
         self.last = 0.0
         self.estimate = ""
+        self.bar: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "bar": None}
 
     def setup(self, **info: Any) -> None:
         self.started = time.monotonic()
@@ -184,14 +221,12 @@ class ProgressCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._print(trials, force=True)
-        if sys.stdout.isatty():
-            print()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
-    def _print(self, trials: list, force: bool = False) -> None:
-        now, tty = time.monotonic(), sys.stdout.isatty()
-        if not force and now - self.last < (1.0 if tty else 15.0):
-            return
-        self.last = now
+    def counts(self, trials: list) -> dict[str, int]:
+        """Runs (seed replicas) done, running, grokked, failed, dominated, over all trials."""
         done = running = grokked = failed = dominated = 0
         for t in trials:
             records = ((t.last_result or {}).get("replicas") or {}).values()
@@ -204,19 +239,53 @@ class ProgressCallback(Callback):
             dominated += sum(r.get("stop_reason") == "dominated" for r in finished)
             if t.status == "RUNNING":
                 running += len(replica_configs(self.study, t.config)) - len(finished)
+        return {
+            "done": done,
+            "running": running,
+            "grokked": grokked,
+            "failed": failed,
+            "dominated": dominated,
+        }
+
+    def _print(self, trials: list, force: bool = False) -> None:
+        now, tty = time.monotonic(), sys.stdout.isatty()
+        if not force and now - self.last < (1.0 if tty else 15.0):
+            return
+        self.last = now
+        c = self.counts(trials)
+        if tty:
+            self._bar(c)
+            return
         elapsed = int(now - self.started)
         line = (
-            f"[{self.study.name}] {done + failed}/{self.study.total_trials} done, {running} running, "
-            f"{grokked} grokked"
-            + (f", {failed} failed" if failed else "")
-            + (f", {dominated} stopped below sizes that did not grok" if dominated else "")
+            f"[{self.study.name}] {c['done'] + c['failed']}/{self.study.total_trials} done, "
+            f"{c['running']} running, {c['grokked']} grokked"
+            + (f", {c['failed']} failed" if c["failed"] else "")
+            + (f", {c['dominated']} stopped below sizes that did not grok" if c["dominated"] else "")
             + f" | {elapsed // 60}m{elapsed % 60:02d}s"
             + (f" | {self.estimate}" if self.estimate else "")
         )
-        if tty:
-            print("\r" + line.ljust(100), end="", flush=True)
-        else:
-            print(line, flush=True)
+        print(line, flush=True)
+
+    def _bar(self, c: Mapping[str, int]) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=self.study.total_trials,
+                desc=self.study.name,
+                unit="run",
+                dynamic_ncols=True,
+                leave=True,
+            )
+        self.bar.n = c["done"] + c["failed"]
+        status = (
+            f"{c['running']} running, {c['grokked']} grokked"
+            + (f", {c['failed']} failed" if c["failed"] else "")
+            + (f", {c['dominated']} dominated" if c["dominated"] else "")
+        )
+        self.bar.set_postfix_str(status + (f" | {self.estimate}" if self.estimate else ""), refresh=False)
+        self.bar.refresh()
 
 
 def _quick_estimate(rows: list[dict[str, Any]], size_col: str = "train_fraction") -> str:

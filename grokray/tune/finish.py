@@ -86,6 +86,7 @@ def finish_study(
     """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
     from grokray.analysis import critical_data_size, format_estimates
     from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+    from grokray.analysis.sizes import size_summary
     from grokray.analysis.slope import format_slopes, study_slopes
     from grokray.analysis.study_plots import study_plots
     from grokray.tracking import jsonable
@@ -104,6 +105,9 @@ def finish_study(
         "n_failed": int(table["failed"].sum()) if "failed" in table else 0,
         "estimates": estimates,
     }
+    per_size = size_summary(table, size_col, group_cols) if size_col in study.space else None
+    if per_size is not None:
+        summary["per_size"] = per_size.to_dict("records")
     # Notsawo et al.'s law: log(delay) against log(lr·β), per norm, for studies that vary β
     slopes = study_slopes(table, study.searched_names())
     if slopes is not None:
@@ -113,6 +117,15 @@ def finish_study(
         tmp_path = Path(tmp)
         table_path = tmp_path / "trials.parquet"
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), table_path)
+        # previewable in the MLflow UI: the per-run table as CSV, the per-size summary as CSV and HTML
+        previews = [tmp_path / "trials.csv"]
+        table.to_csv(previews[0], index=False)
+        if per_size is not None:
+            per_size.to_csv(tmp_path / "per_size.csv", index=False)
+            (tmp_path / "per_size.html").write_text(
+                per_size.to_html(index=False, na_rep="-", float_format="%.3g")
+            )
+            previews += [tmp_path / "per_size.csv", tmp_path / "per_size.html"]
         (tmp_path / "estimate.json").write_text(json.dumps(jsonable(summary), indent=2, default=str))
         plots = []
         all_curves = pd.concat(curves, ignore_index=True) if curves else None
@@ -127,7 +140,7 @@ def finish_study(
                 )
             )
         plots.extend(study_plots(study.plots, table, all_curves, tmp_path))
-        for path in (table_path, tmp_path / "estimate.json", *plots):
+        for path in (table_path, *previews, tmp_path / "estimate.json", *plots):
             tracker.log_study_artifact(path)
             if store.exists(out_dir):
                 store.write_bytes(f"{out_dir}/{path.name}", path.read_bytes())

@@ -119,3 +119,24 @@ def trial_curves(local_path: str | None, trial_id: str, filesystem: Any = None) 
         frame.insert(0, "trial_id", key)
         frames[key] = frame
     return frames
+
+
+def run_name(
+    study: Study, config: Mapping[str, Any], key: str, record: Mapping[str, Any] | None = None
+) -> str:
+    """A child run's name in the MLflow runs table: its size and seed (and the other searched
+    values), its outcome once known, its key: ``f=0.3 seed=1 grokked@900 [<trial>-r1]``."""
+    size_key = study.size_key() or "train_fraction"
+    short = {"train_fraction": "f", "train_size": "n"}.get(size_key, size_key)
+    parts = [f"{short}={config[size_key]:.3g}" if size_key in config else "", f"seed={config['seed']}"]
+    for name in study.searched_names():
+        if name not in (size_key, "seed") and name in config:
+            value = config[name]
+            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
+    if record is not None:
+        reason = record.get("stop_reason")
+        if record.get("grokked"):
+            parts.append(f"grokked@{record.get('grokking_step')}")
+        elif reason in ("budget", "diverged", "dominated", "failed"):
+            parts.append({"budget": "no grok"}.get(reason, reason))
+    return " ".join(p for p in parts if p) + f" [{key}]"

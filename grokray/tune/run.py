@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from grokray import settings
-from grokray.config import StudyError
+from grokray.config import StudyError, applicable
 from grokray.space import Dimension
 from grokray.storage import Storage
 from grokray.study import Study
@@ -71,7 +71,7 @@ def run_study(
     ``study.early_stop``: trials end once grokked, with the monotone rule (``GrokStopper``)."""
     from ray import tune
 
-    from grokray.tracking import StudyTracker
+    from grokray.tracking import NOTE_TAG, StudyTracker
 
     store = Storage(storage)
     experiment_dir = store.join(study.name)
@@ -89,9 +89,12 @@ def run_study(
     if saved.get("parent_run_id"):
         tracker.reopen_study(saved["parent_run_id"])
     else:
-        params = {**study.resolve({}), **{f"space.{k}": _describe(d) for k, d in study.space.items()}}
-        for key in study.space:
-            params.pop(key, None)
+        # what applies of the fixed values (no other task's names; seeds below, not seed/replicas)
+        searched = [*study.space, *study.linked]
+        fixed = {k: v for k, v in applicable(study.resolve({}), searched).items() if k not in study.space}
+        for key in ("seed", "replicas"):
+            fixed.pop(key, None)
+        params = {**fixed, **{f"space.{k}": _describe(d) for k, d in study.space.items()}}
         params.update(
             seeds=study.seeds,
             sampler=study.sampler,
@@ -100,7 +103,10 @@ def run_study(
             early_stop=early_stop,
             monotone_stop=study.monotone_stop if early_stop else 0,
         )
-        tracker.start_study(params, {"grokray.fingerprint": fingerprint})
+        tags = {"grokray.fingerprint": fingerprint}
+        if study.description:
+            tags[NOTE_TAG] = study.description  # the parent run's description in the UI
+        tracker.start_study(params, tags)
 
     status = "FAILED"
     try:

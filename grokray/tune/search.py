@@ -128,20 +128,23 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = study.sizes_first() or None  # every size of a grid, before a model-based sampler's own
     if storage is None:
         return OptunaSearch(
             space=make_space(study),
             metric=study.metric,
             mode=study.mode,
-            sampler=make_sampler(study),
+            sampler=make_sampler(study, study.sampler_seed),
+            points_to_evaluate=first,
         )
     return StoredOptunaSearch(
         space=make_space(study),
         metric=study.metric,
         mode=study.mode,
-        sampler=make_sampler(study),
+        sampler=make_sampler(study, study.sampler_seed),
         storage=storage,
         study_name=study_name,
+        points_to_evaluate=first,
     )
 
 

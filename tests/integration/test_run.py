@@ -57,13 +57,27 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
     assert len({c.data.tags["grokray.run_key"] for c in children}) == 6
     pairs = sorted((float(c.data.params["train_fraction"]), int(c.data.params["seed"])) for c in children)
     assert pairs == [(f, s) for f in (0.2, 0.5, 0.8) for s in (0, 1)]
+    # the UI opens the study on its runs (model training, not GenAI traces), described by its docstring
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("Critical data size of modular addition")
+    assert parent.data.tags["mlflow.note.content"] == experiment.tags["mlflow.note.content"]
+    # what applies to a modular study, and the seeds as the study's field, not seed/replicas
+    assert {"p", "op", "steps", "seeds", "space.train_fraction"} <= set(parent.data.params)
+    assert not {"dim", "rank", "vocab_size", "data_path", "seed", "replicas", "heads"} & set(
+        parent.data.params
+    )
+    assert not {"dim", "rank", "vocab_size", "data_path"} & set(children[0].data.params)
     for child in children:
         params = child.data.params
         assert params["p"] == "31" and params["steps"] == "1500" and params["replicas"] == "2"
         assert {"grokked", "phase", "stop_reason", "grokking_step"} <= set(child.data.tags)
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert len(history) >= 3 and history[0].step == 0
-        assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["curves.parquet"]
+        assert sorted(a.path for a in client.list_artifacts(child.info.run_id)) == [
+            "curves.parquet",
+            "grokking_curve.png",
+            "weights.pt",
+        ]
     # the easy split groks and stops early; the hardest does not
     by_fraction = {
         float(c.data.params["train_fraction"]): c for c in children if c.data.params["seed"] == "0"
@@ -72,6 +86,19 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
     assert by_fraction[0.8].data.tags["stop_reason"] == "grokked"
     assert by_fraction[0.2].data.tags["grokked"] == "False"
     assert by_fraction[0.2].data.tags["stop_reason"] == "budget"
+    # the trained network, for analysis: one line loads it, and it scores what the run recorded last
+    import torch
+
+    import grokray
+    from grokray.tasks import make_pool, split
+
+    network, config = grokray.load_model(by_fraction[0.8].info.run_id, env["MLFLOW_TRACKING_URI"])
+    pool = make_pool(config)
+    _, val = split(pool, config)
+    with torch.no_grad():
+        accuracy = float((network(pool.inputs[val]).argmax(-1) == pool.targets[val]).float().mean())
+    last = client.get_metric_history(by_fraction[0.8].info.run_id, "val_acc")
+    assert accuracy == pytest.approx(max(last, key=lambda m: m.step).value, abs=1e-6)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.parquet", "estimate.json", "val_acc_vs_step.png", "p_grok_vs_fraction.png"} <= artifacts
     table = pd.read_parquet(client.download_artifacts(parent.info.run_id, "trials.parquet", str(workdir)))
@@ -80,6 +107,11 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
     )
     png = Path(client.download_artifacts(parent.info.run_id, "p_grok_vs_fraction.png", str(workdir)))
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # previewable copies: the per-run table and the per-size summary (3 sizes x 2 seeds)
+    assert {"trials.csv", "per_size.csv", "per_size.html"} <= artifacts
+    sizes = pd.read_csv(client.download_artifacts(parent.info.run_id, "per_size.csv", str(workdir)))
+    assert list(sizes["train_fraction"]) == [0.2, 0.5, 0.8] and list(sizes["n"]) == [2, 2, 2]
+    assert sizes.loc[2, "p_grok"] == 1.0 and sizes.loc[0, "censored"] == 2
 
 
 def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
@@ -100,6 +132,9 @@ def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
     } <= set(estimate)
     assert estimate["n_trials"] == 6 and estimate["budget_steps"] == 1500
     assert 0.2 <= estimate["critical_fraction"] <= 0.8
+    text = cli("report", "critical-size", cwd=workdir, env=env, timeout=120)
+    assert text.returncode == 0 and "per size:" in text.stdout and "median grok step" in text.stdout
+    assert "%|" not in text.stdout + text.stderr  # no download progress bar
     missing = cli("report", "no-such-study", cwd=workdir, env=env, timeout=120)
     assert missing.returncode == 2 and "no study named" in missing.stderr
 

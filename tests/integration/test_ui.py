@@ -77,3 +77,33 @@ def test_mlflow_ui_shows_the_study_its_child_runs_and_a_metric_chart(server_smok
         assert "1000" in ticks or "1k" in ticks, ticks  # the step axis reaches the evaluations' steps
     finally:
         page.screenshot(path=SCREENSHOTS / "mlflow-ui.png")
+
+
+def test_from_the_home_page_to_the_study_runs_and_by_the_printed_link(server_smoke_study, page):
+    """As a person starts: the MLflow home page, the sidebar's "Model training" (MLflow 3.17 keeps
+    a global GenAI / Model training switch in the browser, GenAI by default, and it decides what an
+    experiment opens on: the experiment's ``mlflow.experimentKind`` tag is set, but this UI reads the
+    switch), the study's experiment clicked, its parent run listed. And the address ``grokray
+    links`` prints (``make ui`` prints it) opens on the runs directly, whatever the switch says."""
+    from mlflow.tracking import MlflowClient
+
+    from grokray.tracking import study_links
+    from tests.integration.helpers import study_runs
+
+    client = MlflowClient(server_smoke_study.tracking_uri)
+    parent, _ = study_runs(client, server_smoke_study.parent_run_id)
+    parent_row = page.get_by_role("row").filter(has_text=parent.data.tags["mlflow.runName"]).first
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.goto(f"{server_smoke_study.tracking_uri}/")
+        page.get_by_text("Model training", exact=True).first.click()
+        page.get_by_role("link", name="critical-size", exact=True).first.click()
+        parent_row.wait_for()
+        page.screenshot(path=SCREENSHOTS / "mlflow-ui-home-click.png")
+        page.evaluate("window.localStorage.clear()")  # a fresh browser: GenAI again
+        uri = server_smoke_study.tracking_uri
+        (link,) = [url for name, url in study_links(uri, uri) if name == "critical-size"]
+        page.goto(link)
+        parent_row.wait_for()
+    finally:
+        page.screenshot(path=SCREENSHOTS / "mlflow-ui-link.png")

@@ -562,7 +562,9 @@ def test_text_dataset_with_both_columns_passes(tmp_path):
 
     (tmp_path / "ok.csv").write_text("label,text\n1,good film\n0,bad film\n")
     check_config(_text_config(tmp_path / "ok.csv"))
-    pq.write_table(pa.table({"text": ["good"], "label": [1], "extra": [0.5]}), tmp_path / "ok.parquet")
+    pq.write_table(
+        pa.table({"text": ["good", "bad"], "label": [1, 0], "extra": [0.5, 0.1]}), tmp_path / "ok.parquet"
+    )
     check_config(_text_config(tmp_path / "ok.parquet"))
 
 

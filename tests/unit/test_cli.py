@@ -16,6 +16,10 @@ STUDY = "studies/critical_size.py"
         (["run", STUDY, "--set", "op=/", "--set", "p=30"], "p"),
         (["run", "studies/missing.py"], "STUDY"),
         (["run", STUDY, "--bogus-flag"], "--bogus-flag"),
+        (["trial", STUDY, "--set", "seeds=3"], "seeds"),  # one seed: refused, not cut to one
+        (["trial", STUDY, "--set", "train_fraction=0.3,0.7"], "train_fraction: got a grid"),
+        (["run", STUDY, "--set", "lr=1e-2", "--set", "lr=2e-2"], "lr is set twice"),
+        (["run", STUDY, "--set", "weight_decy=1"], "did you mean weight_decay?"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, args, field):

@@ -295,3 +295,31 @@ def test_a_run_resumed_from_its_final_checkpoint_trains_nothing_and_keeps_its_ou
     assert resumed.run(lambda records: steps.append(resumed.step)) == outcomes
     assert steps == [] and not resumed.active
     assert resumed.latest_records() == finished.latest_records()
+
+
+@pytest.mark.parametrize("model", ["mlp", "transformer"])
+def test_a_replicas_final_weights_rebuild_its_network(model):
+    """``ReplicaRun.weights(row)`` is the single network's state dict: loaded into
+    ``build_model(config)`` it gives the accuracy the run recorded at its last evaluation, for a
+    replica that left the batch early (grokked) and for one that ran its budget."""
+    from grokray.engine import ReplicaRun
+    from grokray.tasks import make_pool, split
+    from grokray.weights import model_from
+
+    if model == "mlp":  # the known grokking split (test_groks_on_an_easy_split_and_stops_when_told)
+        easy = config(p=31, width=128, embed_dim=32, train_fraction=0.7, steps=3000, eval_every=50)
+    else:  # a transformer that "groks" at a low bar within a few hundred steps
+        easy = config(p=13, train_fraction=0.9, steps=300, eval_every=50, model=model, width=16, heads=2,
+                      grok_threshold=0.15)  # fmt: skip
+    # replica 0 groks and leaves the batch early; replica 1 cannot reach its bar in the budget
+    configs = [easy, {**easy, "train_fraction": 0.2, "seed": 1, "grok_threshold": 0.99}]
+    run = ReplicaRun(configs, stop_on_grok=True)
+    outcomes = run.run()
+    for row, (c, outcome) in enumerate(zip(configs, outcomes, strict=True)):
+        network = model_from({"config": c, "state_dict": run.weights(row)})
+        pool = make_pool(c)
+        _, val = split(pool, c)
+        with torch.no_grad():
+            accuracy = (network(pool.inputs[val]).argmax(-1) == pool.targets[val]).float().mean()
+        assert float(accuracy) == pytest.approx(outcome["final_val_acc"], abs=1e-6)
+    assert outcomes[0]["stop_reason"] == "grokked" and outcomes[1]["stop_reason"] == "budget"

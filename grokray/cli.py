@@ -236,7 +236,7 @@ def _run(study: Any, args: argparse.Namespace) -> int:
     import os
 
     from grokray.tracking import check_reachable, claim_study_name
-    from grokray.tune.run import run_study
+    from grokray.tune.run import StudyFailed, run_study
 
     try:
         check_reachable()
@@ -257,14 +257,18 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         f"tracking: {settings.current().tracking_uri}",
         flush=True,
     )
-    summary = run_study(
-        study,
-        storage=storage,
-        address=args.address,
-        verbose=args.verbose,
-        resume=args.resume,
-        optuna_storage=args.optuna_storage or knobs.optuna_storage,
-    )
+    try:
+        summary = run_study(
+            study,
+            storage=storage,
+            address=args.address,
+            verbose=args.verbose,
+            resume=args.resume,
+            optuna_storage=args.optuna_storage or knobs.optuna_storage,
+        )
+    except StudyFailed as failed:
+        print(f"\ngrokray: study failed: {failed}", file=sys.stderr)
+        return 1
     print()
     what = "Critical data size" if summary.get("sweeps_size", True) else "Outcomes"
     task = (  # op and p mean something for modular arithmetic only

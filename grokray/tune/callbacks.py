@@ -154,11 +154,7 @@ class MLflowCallback(Callback):
             self._retry(self.tracker.flush)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        trace = _error_text(trial)
-        lines = [line for line in trace.splitlines() if line.strip()]
-        self._end(
-            trial, "FAILED", (lines[-1] if lines else "trial failed") + " (trace: the trial's error.txt)"
-        )
+        self._end(trial, "FAILED", error_line(trial) + " (trace: the trial's error.txt)")
 
 
 def final_weights(trial: Any) -> dict[int, Any]:
@@ -174,6 +170,12 @@ def final_weights(trial: Any) -> dict[int, Any]:
     except Exception:  # a checkpoint gone or cut short: the run keeps its curves, not its weights
         return {}
     return dict(state.get("final_weights") or {})
+
+
+def error_line(trial: Any) -> str:
+    """The last line of a failed trial's error trace (``RuntimeError: ...``)."""
+    lines = [line for line in _error_text(trial).splitlines() if line.strip()]
+    return lines[-1] if lines else "trial failed"
 
 
 def _error_text(trial: Any) -> str:

@@ -16,7 +16,7 @@ from grokray.tune.finish import finish_study, trial_id_of, trial_table
 from grokray.tune.restore import optuna_fields, restore_decision, saved_state, write_state
 from grokray.tune.results import trial_curves
 from grokray.tune.search import make_search, open_optuna_storage
-from grokray.tune.stopper import GrokStopper
+from grokray.tune.stopper import FailFast, GrokStopper
 from grokray.tune.trainable import run_trial
 
 
@@ -70,6 +70,7 @@ def run_study(
     ``optuna_storage``: a database URL for Optuna's study (default: in memory, in the searcher).
     ``study.early_stop``: trials end once grokked, with the monotone rule (``GrokStopper``)."""
     from ray import tune
+    from ray.tune.stopper import CombinedStopper
 
     from grokray.tracking import NOTE_TAG, StudyTracker
 
@@ -109,6 +110,7 @@ def run_study(
         tracker.start_study(params, tags)
 
     status = "FAILED"
+    fail_fast = FailFast(first=min(2, study.num_configs))
     try:
         _sigterm_as_sigint()  # after ray.init, which installs a SIGTERM handler of its own
         trainable = tune.with_resources(
@@ -119,10 +121,13 @@ def run_study(
             name=study.name,
             storage_path=store.path,
             storage_filesystem=store.tune_filesystem,
-            stop=GrokStopper(study.size_key(), study.group_names(), study.monotone_stop, study.group_bins())
+            stop=CombinedStopper(
+                GrokStopper(study.size_key(), study.group_names(), study.monotone_stop, study.group_bins()),
+                fail_fast,
+            )
             if early_stop
-            else None,
-            callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id)]
+            else fail_fast,
+            callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id), fail_fast]
             + ([] if verbose else [ProgressCallback(study)]),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             verbose=2 if verbose else 0,
@@ -160,6 +165,11 @@ def run_study(
             {"parent_run_id": tracker.parent_run_id, "fingerprint": fingerprint, **optuna},
         )
         results = tuner.fit()
+        if fail_fast.reason is not None:
+            raise StudyFailed(
+                f"the first {fail_fast.first} trials failed with the same error, so the study stopped: "
+                f"{fail_fast.reason} (traces: each trial's error.txt under {store.show(experiment_dir)})"
+            )
         if SIGTERM_RECEIVED.is_set() or results.num_terminated + results.num_errors < study.num_configs:
             # Tune's own SIGINT handler ends fit() early but normally: that is an interruption
             raise KeyboardInterrupt
@@ -177,6 +187,11 @@ def run_study(
         raise
     finally:
         retry_tracking(study.name, tracker.end_study, status)
+
+
+class StudyFailed(RuntimeError):
+    """The study stopped because its trials fail (``FailFast``): ``grokray run`` exits 1 with this
+    one line, every run ended as FAILED or KILLED."""
 
 
 def _sigterm_as_sigint() -> None:

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ray.tune import Stopper
+from ray.tune import Callback, Stopper
 
 from grokray.outcomes import mark_dominated
 
@@ -75,3 +75,30 @@ class GrokStopper(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+class FailFast(Callback, Stopper):
+    """Ends the study when its first ``first`` trials to end all failed (after their retries) with
+    the same error and none has succeeded: a failure every trial will hit (a dataset that every
+    trial rejects, a bug), not worth minutes of retries and tracebacks. The same object is the
+    run's callback (it sees the errors) and one of its stoppers (``stop_all``). ``reason`` is the
+    error's last line. A restored experiment unpickles the two roles apart: the rule is then off."""
+
+    def __init__(self, first: int = 2) -> None:
+        self.first, self.errors, self.succeeded, self.reason = first, [], False, None
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.succeeded = True
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from grokray.tune.callbacks import error_line
+
+        self.errors.append(error_line(trial))
+        if not self.succeeded and len(self.errors) >= self.first and len(set(self.errors)) == 1:
+            self.reason = self.errors[0]
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.reason is not None

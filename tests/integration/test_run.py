@@ -361,3 +361,19 @@ def test_tracking_server_outage_mid_study_loses_no_metric(tmp_path):
         if study.poll() is None:
             study.kill()
         server.kill()
+
+
+def test_a_failure_every_trial_hits_ends_the_study_at_once_with_one_line(tmp_path):
+    """Every trial raises at its first evaluation (a fault drill): the first two failures end the
+    study, exit 1, one line names the error, the other trials never start, and no run is left
+    RUNNING."""
+    result = _run_with_fault(
+        tmp_path, "raise-always@0", "--set", "max_failures=0", "--set", "train_fraction=0.2,0.4,0.6,0.8"
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    failure = [line for line in result.stderr.splitlines() if line.startswith("grokray: study failed:")]
+    assert len(failure) == 1 and "RuntimeError: injected fault at step 0" in failure[0]
+    runs = _trial_runs(tmp_path)
+    assert all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
+    trials = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
+    assert 2 <= len(trials) < 4  # stopped before every config was tried

@@ -128,24 +128,17 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    first = study.sizes_first() or None  # every size of a grid, before a model-based sampler's own
+    common = {
+        "space": make_space(study),
+        "metric": study.metric,
+        "mode": study.mode,
+        "sampler": make_sampler(study, study.sampler_seed),
+        # every size of a grid first, before the sampler's own proposals
+        "points_to_evaluate": study.sizes_first() or None,
+    }
     if storage is None:
-        return OptunaSearch(
-            space=make_space(study),
-            metric=study.metric,
-            mode=study.mode,
-            sampler=make_sampler(study, study.sampler_seed),
-            points_to_evaluate=first,
-        )
-    return StoredOptunaSearch(
-        space=make_space(study),
-        metric=study.metric,
-        mode=study.mode,
-        sampler=make_sampler(study, study.sampler_seed),
-        storage=storage,
-        study_name=study_name,
-        points_to_evaluate=first,
-    )
+        return OptunaSearch(**common)
+    return StoredOptunaSearch(**common, storage=storage, study_name=study_name)
 
 
 class StoredOptunaSearch(OptunaSearch):

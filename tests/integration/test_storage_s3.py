@@ -21,7 +21,8 @@ from tools.services import free_port
 @pytest.fixture
 def s3(monkeypatch):
     """A bucket on moto's S3 server; yields the storage URI and the environment that reaches it."""
-    moto_server = pytest.importorskip("moto.server")
+    # moto is a test extra (make test installs it): skipped only where someone ran pytest bare
+    moto_server = pytest.importorskip("moto.server", reason="moto is not installed (make test)")
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

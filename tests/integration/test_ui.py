@@ -29,7 +29,8 @@ TIMEOUT_MS = 90_000  # a cold UI bundle on a busy 2-core machine takes tens of s
 def page():
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (run: bash tools/system_deps.sh)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright is a test extra (make test installs it): skipped only where someone ran pytest bare
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (make test)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

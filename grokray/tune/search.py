@@ -137,11 +137,28 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
         "points_to_evaluate": study.sizes_first() or None,
     }
     if storage is None:
-        return OptunaSearch(**common)
+        return GrokSearch(**common)
     return StoredOptunaSearch(**common, storage=storage, study_name=study_name)
 
 
-class StoredOptunaSearch(OptunaSearch):
+class GrokSearch(OptunaSearch):
+    """OptunaSearch that reports each step of a trial to Optuna once.
+
+    A trial resumed from its checkpoint (``Tuner.restore``, a retry) reports again the evaluations
+    after the checkpoint Tune had registered; Optuna already holds some of them and would warn
+    "The reported value is ignored because this step is already reported" for each."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        from ray.tune.result import TRAINING_ITERATION
+
+        ot_trial = self._ot_trials.get(trial_id)
+        frozen = getattr(ot_trial, "_cached_frozen_trial", None)  # Optuna's own record of the trial
+        if frozen is not None and int(result.get(TRAINING_ITERATION, -1)) in frozen.intermediate_values:
+            return
+        super().on_trial_result(trial_id, result)
+
+
+class StoredOptunaSearch(GrokSearch):
     """OptunaSearch on an RDB storage that outlives the driver, made safe for ``Tuner.restore``.
 
     After a hard kill of the driver, ``Tuner.restore`` brings the searcher back as it was at the

@@ -23,6 +23,7 @@ OUTCOME_KEYS = (
     "final_val_loss",
     "phase",
     "stop_reason",
+    "grok_unconfirmed",
 )
 
 # Keys of an evaluation record that are bookkeeping or outcome; every other number is a curve
@@ -65,6 +66,7 @@ class Onset(Protocol):
     grokking_step: int | None
     grokking_delay: int | None
     grokked: bool
+    grok_pending: bool
 
 
 def outcome_of(onset: Onset, record: Mapping[str, Any], reason: str, budget: int) -> dict[str, Any]:
@@ -81,6 +83,9 @@ def outcome_of(onset: Onset, record: Mapping[str, Any], reason: str, budget: int
         "final_val_loss": record["val_loss"],
         "phase": liu_phase(onset.memorization_step, onset.grokking_step, budget),
         "stop_reason": reason,
+        # at the budget above the grok threshold, too late for ``patience`` evaluations to confirm
+        # it: not grokked within the budget, but flagged (tables, figures, run names), not a plain failure
+        "grok_unconfirmed": reason == "budget" and onset.grok_pending,
     }
 
 

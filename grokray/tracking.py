@@ -199,6 +199,7 @@ class StudyTracker:
                 "memorization_step",
                 "grokking_step",
                 "grokking_delay",
+                "grok_unconfirmed",
             )
             if k in outcome
         ]

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -65,56 +64,122 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def validation_curves_figure(
-    curves: pd.DataFrame, table: pd.DataFrame, size_col: str | None = None
-) -> Figure:
-    """Validation (solid) and train (faint dashed) accuracy vs step, one line per trial.
+def _size_colors(values: list[float]) -> tuple[dict[float, Any], Any, Any]:
+    """A colour per distinct size, by rank (not value): nearby fractions (0.40, 0.425) get colours
+    as far apart as 0.1 and 0.9 would on a value scale. Returns the colours, the colormap and its
+    boundary norm (for a discrete colorbar)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    Lines are coloured by the trial's training-set size ``size_col`` (default: ``size_column``
-    of ``table``; viridis, with a colorbar); trials missing from ``table`` are drawn grey.
-    Linear step axis (steps start at 0).
+    distinct = sorted(set(values))
+    base = colormaps["turbo"] if len(distinct) > 10 else colormaps["viridis"]
+    n = max(1, len(distinct))
+    palette = [base(0.08 + 0.84 * i / max(1, n - 1)) for i in range(n)]
+    cmap = ListedColormap(palette)
+    norm = BoundaryNorm(np.arange(n + 1) - 0.5, n)
+    return dict(zip(distinct, palette, strict=True)), cmap, norm
+
+
+def _size_text(value: float) -> str:
+    return f"{value:.3g}" if value < 10 else f"{value:.0f}"
+
+
+def _facets(table: pd.DataFrame, facet_col: str | None, max_facets: int = 6) -> list[tuple[str, set]]:
+    """(title, trial ids) per panel: one per value of ``facet_col`` (quantile bins of a numeric
+    column with more than ``max_facets`` values); one panel of every trial without it."""
+    if not facet_col or facet_col not in table or "trial_id" not in table:
+        return [("", set(table["trial_id"]) if "trial_id" in table else set())]
+    column = table[facet_col]
+    numeric = pd.to_numeric(column, errors="coerce")
+    if column.nunique() > max_facets and numeric.notna().all():
+        bins = pd.qcut(numeric, q=min(4, max_facets), duplicates="drop")
+        labels = bins.map(lambda b: f"{facet_col} in ({b.left:.3g}, {b.right:.3g}]")
+        keys = sorted(labels.unique(), key=lambda t: float(t.split("(")[1].split(",")[0]))
+        return [(k, set(table.loc[labels == k, "trial_id"])) for k in keys]
+    keys = sorted(column.dropna().unique(), key=lambda v: (str(type(v)), v))
+    if len(keys) <= 1:
+        return [("", set(table["trial_id"]))]
+    return [
+        (
+            f"{facet_col}={v:.3g}" if isinstance(v, float) else f"{facet_col}={v}",
+            set(table.loc[column == v, "trial_id"]),
+        )
+        for v in keys
+    ]
+
+
+def validation_curves_figure(
+    curves: pd.DataFrame,
+    table: pd.DataFrame,
+    size_col: str | None = None,
+    facet_col: str | None = None,
+) -> Figure:
+    """The study's grokking figure: validation (solid) and train (faint dashed) accuracy against a
+    log step axis (symlog: step 0 stays on it), one line per run, each run's grokking step marked
+    (●) on its validation curve.
+
+    Lines are coloured by the run's training-set size ``size_col`` (default: ``size_column`` of
+    ``table``) by rank, with a discrete colorbar, so that nearby sizes are told apart; runs missing
+    from ``table`` are drawn grey. ``facet_col`` (a second searched dimension: weight decay, width)
+    gives one panel per value (quantile bins when it has many), sharing the axes.
     """
     size_col = size_col or size_column(table)
     sizes: dict[Hashable, float] = {}
+    steps_at: dict[Hashable, float] = {}
     if {"trial_id", size_col} <= set(table.columns):
         known = table.dropna(subset=[size_col]).drop_duplicates("trial_id")
         sizes = dict(zip(known["trial_id"], known[size_col].astype(float), strict=True))
-    values = list(sizes.values())
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if low == high:
-        pad = 0.05 if size_col == "train_fraction" else max(1.0, 0.05 * abs(low))
-        low, high = low - pad, high + pad
-    norm = Normalize(vmin=low, vmax=high)
-    cmap = colormaps["viridis"]
-
-    fig = Figure(figsize=(8, 5))
-    ax = fig.add_subplot()
+        if "grokking_step" in known:
+            grokked = known.dropna(subset=["grokking_step"])
+            steps_at = dict(zip(grokked["trial_id"], grokked["grokking_step"].astype(float), strict=True))
+    colors, cmap, norm = _size_colors(list(sizes.values()))
+    facets = _facets(table, facet_col)
+    if len(facets) > 1:  # curves of runs outside the table still get drawn, in a panel of their own
+        unplaced = set(curves["trial_id"]) - set().union(*(ids for _, ids in facets))
+        if unplaced:
+            facets.append(("not in the trial table", unplaced))
+    columns = min(3, len(facets))
+    rows = math.ceil(len(facets) / columns)
+    fig = Figure(figsize=(5.2 * columns + 1.6, 3.9 * rows + 0.6))
+    axes = [fig.add_subplot(rows, columns, i + 1) for i in range(len(facets))]
     has_train = "train_acc" in curves.columns
-    for trial_id, trial in curves.groupby("trial_id", sort=True):
-        trial = trial.sort_values("step")
-        size = sizes.get(trial_id)
-        color = cmap(norm(size)) if size is not None else (0.5, 0.5, 0.5, 1.0)
-        if has_train:
-            ax.plot(
-                trial["step"],
-                trial["train_acc"],
-                ls="--",
-                lw=0.8,
-                alpha=0.3,
-                color=color,
-            )
-        ax.plot(trial["step"], trial["val_acc"], ls="-", lw=1.3, alpha=0.9, color=color)
+    positive = curves.loc[curves["step"] > 0, "step"] if "step" in curves else pd.Series(dtype=float)
+    by_trial = dict(tuple(curves.groupby("trial_id", sort=True))) if len(curves) else {}
+    for ax, (title, ids) in zip(axes, facets, strict=True):
+        for trial_id, trial in by_trial.items():
+            if len(facets) > 1 and trial_id not in ids:
+                continue
+            trial = trial.sort_values("step")
+            size = sizes.get(trial_id)
+            color = colors[size] if size is not None else (0.5, 0.5, 0.5, 1.0)
+            if has_train:
+                ax.plot(trial["step"], trial["train_acc"], ls="--", lw=0.8, alpha=0.3, color=color)
+            ax.plot(trial["step"], trial["val_acc"], ls="-", lw=1.3, alpha=0.9, color=color)
+            step = steps_at.get(trial_id)
+            if step is not None and trial["val_acc"].notna().any():
+                known = trial.dropna(subset=["val_acc"])
+                at = float(np.interp(step, known["step"], known["val_acc"]))  # an evaluation step as a rule
+                ax.plot([step], [at], "o", ms=4, color=color, mec="k", mew=0.4, zorder=4)
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+        ax.set_xlabel("step (log scale)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title or "validation and train accuracy vs step", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
 
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=_size_label(size_col))
+    distinct = sorted(colors)
+    if distinct:
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=_size_label(size_col))
+        every = max(1, math.ceil(len(distinct) / 20))  # at most 20 tick labels
+        ticks = list(range(0, len(distinct), every))
+        bar.set_ticks(ticks, labels=[_size_text(distinct[i]) for i in ticks])
     handles = [Line2D([], [], color="k", ls="-", label="validation")]
     if has_train:
         handles.append(Line2D([], [], color="k", ls="--", alpha=0.4, label="train"))
-    ax.legend(handles=handles, loc="lower right")
-    ax.set_xlabel("step")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Validation accuracy vs step")
-    ax.grid(alpha=0.3)
+    if steps_at:
+        handles.append(Line2D([], [], color="w", marker="o", mfc="grey", mec="k", label="grokking step"))
+    axes[0].legend(handles=handles, loc="lower right", fontsize=8)
+    if len(facets) > 1:
+        fig.suptitle(f"accuracy vs step, by {facet_col}", fontsize=11)
     return fig
 
 
@@ -150,10 +215,14 @@ def plot_run_curves(curve: pd.DataFrame, outcome: dict[str, Any], path: str | Pa
 
 
 def plot_validation_curves(
-    curves: pd.DataFrame, table: pd.DataFrame, path: str | Path, size_col: str | None = None
+    curves: pd.DataFrame,
+    table: pd.DataFrame,
+    path: str | Path,
+    size_col: str | None = None,
+    facet_col: str | None = None,
 ) -> Path:
     """``validation_curves_figure`` saved as a PNG at ``path``."""
-    return _save(validation_curves_figure(curves, table, size_col), path)
+    return _save(validation_curves_figure(curves, table, size_col, facet_col), path)
 
 
 def _group_key(group: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -173,6 +242,18 @@ def _budget_text(estimates: list[dict]) -> str:
     return f"{budgets[0]:,}–{budgets[-1]:,} steps"
 
 
+def _flagged_by_size(trials: pd.DataFrame, size_col: str, sizes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per size of ``sizes``: the runs inferred (``stop_reason`` dominated) and the runs flagged
+    ``grok_unconfirmed``, of ``trials``."""
+    reasons = trials.get("stop_reason", pd.Series("", index=trials.index)).astype(str)
+    flag = trials.get("grok_unconfirmed", pd.Series(False, index=trials.index)).fillna(False).astype(bool)
+    frame = pd.DataFrame({"size": trials[size_col], "inferred": reasons == "dominated", "unconfirmed": flag})
+    counts = frame.groupby("size").sum()
+    inferred = counts["inferred"].reindex(sizes, fill_value=0).to_numpy(dtype=float)
+    unconfirmed = counts["unconfirmed"].reindex(sizes, fill_value=0).to_numpy(dtype=float)
+    return inferred, unconfirmed
+
+
 def grok_probability_figure(
     table: pd.DataFrame,
     estimates: list[dict],
@@ -185,9 +266,12 @@ def grok_probability_figure(
     """P(grok within budget) vs data size: data, logistic fit, band and critical size.
 
     Per group of ``estimates`` (as returned by ``critical_data_size``): empirical P(grok)
-    per size (marker area ∝ number of trials), the fitted logistic curve, its bootstrap
-    95 % band, a dashed vertical line at the critical size with its CI shaded; on a second
-    y-axis the mean steps-to-grok per size, whose peak marks the critical regime.
+    per size (marker area ∝ number of runs, the number written by it; hollow where every run was
+    inferred — dominated, never trained — and "k inf." where some were), an ✕ where runs were above
+    the threshold at the budget without confirmation (``grok_unconfirmed``: P had they grokked),
+    the fitted logistic curve, its bootstrap 95 % band, a dashed vertical line at the critical
+    size with its CI shaded; on a second y-axis the mean steps-to-grok per size, its peak (★)
+    marking the critical regime. The legend lists only what is drawn.
 
     The x axis is the size column ``size_col``: ``train_fraction``, or ``train_size`` in
     examples (default: ``size_column`` of ``table``, so a ``train_size`` sweep is drawn against
@@ -208,6 +292,7 @@ def grok_probability_figure(
     ax = fig.add_subplot()
     ax_steps = ax.twinx()
     colors = colormaps["tab10"]
+    any_inferred = any_unconfirmed = drawn_fit = drawn_critical = drawn_steps = False
 
     for i, estimate in enumerate(estimates_to_draw):
         trials = groups.get(_group_key(estimate["group"]))
@@ -217,6 +302,7 @@ def grok_probability_figure(
         empirical = grok_probability_by_size(trials, size_col)
         xs = empirical[size_col].to_numpy(dtype=float)
         counts = empirical["n"].to_numpy(dtype=float)
+        inferred, unconfirmed = _flagged_by_size(trials, size_col, empirical[size_col])
         sizes = 20 + 100 * counts / counts.max()
         cf = float(estimate.get("critical_fraction", math.nan))
         label = _group_label(estimate["group"])
@@ -227,17 +313,30 @@ def grok_probability_figure(
                 if fraction_axis or size is None or not math.isfinite(size)
                 else f": critical size {size:g}"
             )
+        # measured points filled; a point whose every run was inferred (dominated: never trained,
+        # counted as not grokked by the monotone rule) hollow
+        faces = [(1, 1, 1, 1) if k == c else color for k, c in zip(inferred, counts, strict=True)]
         ax.scatter(
             xs,
             empirical["p_grok"],
             s=sizes,
-            color=color,
-            alpha=0.75,
-            edgecolor="k",
-            linewidth=0.5,
+            facecolors=faces,
+            edgecolors=color,
+            linewidth=1.2,
+            alpha=0.85,
             zorder=3,
             label=label,
         )
+        any_inferred |= bool(inferred.sum())
+        for x_i, p_i, n_i, k_i in zip(xs, empirical["p_grok"], counts, inferred, strict=True):
+            text = f"{int(n_i)}" + (f" ({int(k_i)} inf.)" if 0 < k_i < n_i else "")
+            ax.annotate(text, (x_i, p_i), xytext=(0, 7 if p_i < 0.9 else -11), textcoords="offset points",
+                        ha="center", fontsize=6.5, color="0.25")  # fmt: skip
+        if unconfirmed.sum():  # where P would be had the unconfirmed runs grokked
+            flagged = unconfirmed > 0
+            ax.scatter(xs[flagged], (empirical["p_grok"] + unconfirmed / counts)[flagged], marker="x", s=40,
+                       color=color, linewidth=1.5, zorder=4)  # fmt: skip
+            any_unconfirmed = True
 
         x = trials[size_col].to_numpy(dtype=float)
         y = trials["grokked"].to_numpy(dtype=float)
@@ -246,6 +345,7 @@ def grok_probability_figure(
             grid = np.linspace(x.min(), x.max(), 200)
             a, b = fit_logistic(x, y)
             ax.plot(grid, 1 / (1 + np.exp(-(a + b * grid))), color=color, lw=2, zorder=2)
+            drawn_fit = True
             if n_bootstrap > 0:
                 band = bootstrap_logistic(x, y, n_bootstrap, seed).curves(grid)
                 low, high = np.percentile(band, [2.5, 97.5], axis=0)
@@ -260,12 +360,14 @@ def grok_probability_figure(
         hi_ci = float(estimate.get("ci_high", math.nan)) * scale
         if math.isfinite(cf * scale):
             ax.axvline(cf * scale, color=color, ls="--", lw=1.5, zorder=2)
+            drawn_critical = True
         if math.isfinite(lo_ci) and math.isfinite(hi_ci):
             ax.axvspan(lo_ci, hi_ci, color=color, alpha=0.08, lw=0, zorder=0)
 
         steps = empirical["mean_grokking_step"]
         if steps.notna().any():
             ax_steps.plot(xs, steps, color=color, ls=":", marker="s", ms=4, alpha=0.9)
+            drawn_steps = True
             peak = int(steps.idxmax())  # first maximum, as in critical_data_size
             ax_steps.plot(
                 xs[peak],
@@ -279,16 +381,29 @@ def grok_probability_figure(
 
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel(_size_label(size_col))
-    ax.set_ylabel("P(grok within budget)")
-    ax_steps.set_ylabel("mean steps to grok (grokked trials, ■; ★ = peak)")
+    ax.set_ylabel("P(grok within budget)  (numbers: runs per point)")
+    ax_steps.set_ylabel("mean steps to grok (grokked runs)")
+    if not drawn_steps:
+        ax_steps.set_yticks([])
+        ax_steps.set_ylabel("")
     ax.set_title(f"P(grok within {_budget_text(estimates)}) vs {_size_label(size_col)}")
     ax.grid(alpha=0.3)
+    # the legend names what is drawn, nothing else
     handles = ax.get_legend_handles_labels()[0]
-    handles += [
-        Line2D([], [], color="k", lw=2, label="logistic fit (band: 95% bootstrap)"),
-        Line2D([], [], color="k", ls="--", label="critical size (shade: 95% CI)"),
-    ]
-    ax.legend(handles=handles, loc="center right", fontsize=8)
+    inferred_text = "inferred: dominated, not trained (hollow; 'inf.' in the count)"
+    unconfirmed_text = "if the runs above threshold at the budget (patience not reached) grokked"
+    for drawn, style, text in (
+        (any_inferred, {"ls": "none", "marker": "o", "mfc": "w", "mec": "k"}, inferred_text),
+        (any_unconfirmed, {"ls": "none", "marker": "x", "color": "k"}, unconfirmed_text),
+        (drawn_fit, {"color": "k", "lw": 2}, "logistic fit (band: 95% bootstrap)"),
+        (drawn_critical, {"color": "k", "ls": "--"}, "critical size (shade: 95% CI)"),
+        (drawn_steps, {"color": "k", "ls": ":", "marker": "s", "ms": 4}, "mean steps to grok (right axis)"),
+        (drawn_steps, {"ls": "none", "marker": "*", "ms": 11, "color": "w", "mec": "k"},
+         "its peak: the critical regime (right axis)"),
+    ):  # fmt: skip
+        if drawn:
+            handles.append(Line2D([], [], label=text, **style))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.13, 1.0), fontsize=7, frameon=False)
     return fig
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-SIZE_COLUMNS = ("n", "p_grok", "median_grokking_step", "censored", "dominated", "failed")
+SIZE_COLUMNS = ("n", "p_grok", "median_grokking_step", "censored", "unconfirmed", "dominated", "failed")
 
 
 def size_summary(
@@ -18,7 +18,9 @@ def size_summary(
     """One row per (group, size): ``n`` runs; ``p_grok`` = grokked / runs that were trained and
     not failed (a dominated run is counted as not grokked: the monotone rule inferred it);
     ``median_grokking_step`` of the runs that grokked; ``censored``: runs that trained their whole
-    budget without grokking; ``dominated``: runs stopped because larger sizes did not grok;
+    budget without grokking; ``unconfirmed``: of those, runs above the grok threshold at the budget
+    whose ``patience`` had not run out (they may have grokked just after it); ``dominated``: runs
+    stopped because larger sizes did not grok;
     ``failed``: runs whose trial raised."""
     if table.empty or size_col not in table:
         return pd.DataFrame(columns=[*group_cols, size_col, *SIZE_COLUMNS])
@@ -32,6 +34,8 @@ def size_summary(
             "grokked": grokked & (reasons != "failed"),
             "step": steps.where(grokked),
             "censored": reasons == "budget",
+            "unconfirmed": (reasons == "budget")
+            & table.get("grok_unconfirmed", pd.Series(False, index=table.index)).fillna(False).astype(bool),
             "dominated": reasons == "dominated",
             "failed": reasons == "failed",
         }
@@ -50,6 +54,7 @@ def size_summary(
                 if part["step"].notna().any()
                 else math.nan,
                 "censored": int(part["censored"].sum()),
+                "unconfirmed": int(part["unconfirmed"].sum()),
                 "dominated": int(part["dominated"].sum()),
                 "failed": int(part["failed"].sum()),
             }

@@ -92,6 +92,12 @@ class OnsetTracker:
         return self._val.confirmed is not None
 
     @property
+    def grok_pending(self) -> bool:
+        """The grok curve is on the good side of its threshold at the last evaluation, but not yet
+        for ``patience`` evaluations: at the budget, a run that generalized too late to confirm."""
+        return self._val.confirmed is None and self._val.candidate is not None
+
+    @property
     def grokking_delay(self) -> int | None:
         if self.grokking_step is None or self.memorization_step is None:
             return None

@@ -76,6 +76,15 @@ def _mean_text(values: pd.Series) -> str:
     return f"{numbers.mean():.0f}" if len(numbers) else "-"
 
 
+def second_dimension(study: Study, size_col: str) -> str | None:
+    """The searched name the study figure facets by: the estimate's first group column, else the
+    first searched name that is not the size (None for a size-only study)."""
+    for name in [*study.group_names(), *study.searched_names()]:
+        if name not in (size_col, "seed"):
+            return name
+    return None
+
+
 def _size_label(size_col: str) -> str:
     return "fraction" if size_col == "train_fraction" else size_col
 
@@ -131,7 +140,13 @@ def finish_study(
         all_curves = pd.concat(curves, ignore_index=True) if curves else None
         if all_curves is not None:
             plots.append(
-                plot_validation_curves(all_curves, table, tmp_path / "val_acc_vs_step.png", size_col=size_col)
+                plot_validation_curves(
+                    all_curves,
+                    table,
+                    tmp_path / "val_acc_vs_step.png",
+                    size_col=size_col,
+                    facet_col=second_dimension(study, size_col),
+                )
             )
         if size_col in study.space:  # the critical-size figure needs a sweep over data size
             plots.append(

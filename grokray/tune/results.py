@@ -137,6 +137,8 @@ def run_name(
         reason = record.get("stop_reason")
         if record.get("grokked"):
             parts.append(f"grokked@{record.get('grokking_step')}")
+        elif reason == "budget" and record.get("grok_unconfirmed"):
+            parts.append("unconfirmed")  # above the threshold at the budget, patience not reached
         elif reason in ("budget", "diverged", "dominated", "failed"):
             parts.append({"budget": "no grok"}.get(reason, reason))
     return " ".join(p for p in parts if p) + f" [{key}]"

@@ -50,7 +50,14 @@ class GrokStopper(Stopper):
         records = list((result.get("replicas") or {}).values())
         if any(record.get("grokked") for record in records):
             self.smallest_grokked[group] = min(size, self.smallest_grokked.get(group, math.inf))
-        elif done and records and all(record.get("stop_reason") == "budget" for record in records):
+        elif (
+            done
+            and records
+            and all(
+                record.get("stop_reason") == "budget" and not record.get("grok_unconfirmed")
+                for record in records
+            )
+        ):  # a run above the threshold at the budget (unconfirmed) is no evidence of failure below it
             self.failed.setdefault(group, set()).add(size)
         if done:
             return True

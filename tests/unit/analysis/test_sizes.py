@@ -16,12 +16,14 @@ def test_size_summary_counts_by_hand():
             "grokked": [False, False, True, False, None, True, True],
             "grokking_step": [None, None, 900, None, None, 300, 500],
             "stop_reason": ["dominated", "budget", "grokked", "budget", "failed", "grokked", "grokked"],
+            "grok_unconfirmed": [False, False, False, True, False, False, False],
         }
     )
     out = size_summary(table)
     assert list(out["train_fraction"]) == [0.2, 0.4, 0.8]
     assert list(out["n"]) == [2, 3, 2] and list(out["failed"]) == [0, 1, 0]
     assert list(out["censored"]) == [1, 1, 0] and list(out["dominated"]) == [1, 0, 0]
+    assert list(out["unconfirmed"]) == [0, 1, 0]  # flagged, and still not grokked within the budget
     assert list(out["p_grok"]) == [0.0, 0.5, 1.0]  # the failed run is not counted at 0.4
     assert math.isnan(out.loc[0, "median_grokking_step"]) and list(out["median_grokking_step"][1:]) == [
         900,
@@ -29,7 +31,8 @@ def test_size_summary_counts_by_hand():
     ]
     text = format_size_summary(out)
     assert text.splitlines()[0].split() == [
-        "train_fraction", "n", "p_grok", "median", "grok", "step", "censored", "dominated", "failed"
+        "train_fraction", "n", "p_grok", "median", "grok", "step", "censored", "unconfirmed", "dominated",
+        "failed",
     ]  # fmt: skip
     assert max(len(line) for line in text.splitlines()) <= 100
 

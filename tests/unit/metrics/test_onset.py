@@ -116,3 +116,20 @@ def test_the_plain_loop_onset_reads_the_named_losses():
     history = outcome["history"]
     assert outcome["memorization_step"] == next(r["step"] for r in history if r["train_loss"] <= 0.5) > 0
     assert outcome["grokking_step"] == 0 and history[0]["val_loss"] <= 3.0 < history[1]["val_loss"]
+
+
+def test_a_run_above_the_threshold_at_the_budget_is_pending_and_flagged_unconfirmed():
+    from grokray.outcomes import outcome_of
+
+    tracker = OnsetTracker(0.99, 0.99, 3)
+    last = {}
+    for step, val in ((0, 0.1), (100, 0.5), (200, 0.995), (300, 0.999)):  # 2 of 3 evaluations above
+        tracker.update(step, 1.0, val)
+        last = {"step": step, "train_acc": 1.0, "val_acc": val, "train_loss": 0.0, "val_loss": 0.1}
+    assert tracker.grok_pending and not tracker.grokked
+    assert outcome_of(tracker, last, "budget", 300)["grok_unconfirmed"] is True
+    assert outcome_of(tracker, last, "running", 300)["grok_unconfirmed"] is False  # not at the end yet
+    tracker.update(400, 1.0, 0.5)  # fell back below: the candidate resets
+    assert not tracker.grok_pending
+    tracker.update(500, 1.0, 0.999), tracker.update(600, 1.0, 0.999), tracker.update(700, 1.0, 0.999)
+    assert tracker.grokked and not tracker.grok_pending

@@ -127,3 +127,13 @@ def test_monotone_stop_must_be_a_count(value):
 
     with pytest.raises(StudyError, match="monotone_stop"):
         Study(name="s", monotone_stop=value).validate()
+
+
+def test_a_run_above_the_threshold_at_the_budget_is_no_evidence_of_failure():
+    stopper = _stopper(monotone=1)
+    near = _result(0.5, FAILED, FAILED)
+    near["replicas"]["0"]["grok_unconfirmed"] = True  # generalized at the very end, patience not reached
+    stopper("a", near)
+    assert not stopper("b", _result(0.3, RUNNING, RUNNING))  # not dominated by a near-grok
+    stopper("c", _result(0.45, FAILED, FAILED))
+    assert stopper("d", _result(0.3, RUNNING, RUNNING))  # a plain failure above it is enough

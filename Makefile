@@ -42,11 +42,17 @@ lint: $(TEST_STAMP)
 k8s-validate: $(TEST_STAMP)
 	$(PY) tools/k8s_validate.py $(ARGS)
 
-# fault drills: every scenario FAULT_RUNS times (kill moments seeded by FAULT_SEED); table in results/faults.json
+# fault drills: every scenario FAULT_RUNS times (kill moments seeded by FAULT_SEED; results/faults.json),
+# then the crash sweep: a kill at every crash point, both signals, during the resume, and on a time
+# grid, each resumed and checked against the uninterrupted study (results/crash_sweep.json);
+# SWEEP=0 skips the sweep, SWEEP_ARGS=--quick runs its cheap subset
 FAULT_RUNS ?= 3
 FAULT_SEED ?=
+SWEEP ?= 1
+SWEEP_ARGS ?=
 faults: $(STAMP)
 	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEED=$(FAULT_SEED) $(PY) tools/faults.py --json results/faults.json $(ARGS)
+	$(if $(filter 1,$(SWEEP)),$(PY) tools/crash_sweep.py --json results/crash_sweep.json $(SWEEP_ARGS))
 
 # every paper's headline as a measured row: results/reproduce/REPORT.md (+ report.json, a PNG a row);
 # ROWS=key,key to run some (python -m grokray.reproduce --list names them), ARGS=--quick for a smoke run

@@ -41,6 +41,13 @@ class Storage:
 
         return self.filesystem.get_file_info(path).type != pafs.FileType.NotFound
 
+    def names(self, path: str) -> list[str]:
+        """The names of the entries of the directory ``path`` (none if it does not exist)."""
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(path, allow_not_found=True)
+        return [info.base_name for info in self.filesystem.get_file_info(selector)]
+
     def read_text(self, path: str) -> str:
         with self.filesystem.open_input_stream(path) as stream:
             return stream.read().decode()

@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ BASIC_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
 TRIAL_TAG = "ray.key"
 RUN_KEY_TAG = "grokray.run_key"  # Tune trial id + replica: the key of one child run
 ROLE_TAG = "grokray.role"
+#: a child run's config (its applicable values, seed included) as a hash: the run's identity, whichever
+#: Tune trial trains it (``grokray.tune.results.config_key``)
+CONFIG_TAG = "grokray.config_key"
+CONTINUED_TAG = "grokray.continued_from"  # the run key a run had before a restored study continued it
+SUPERSEDED_TAG = "grokray.superseded"  # a run left by a killed driver whose config was not proposed again
 #: MLflow 3's experiment kind: without it the UI opens a study on its GenAI overview (traces)
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # the description the UI shows of an experiment or a run
@@ -66,7 +71,10 @@ class StudyTracker:
         self.study_name = study_name
         self.parent_run_id: str | None = None
         self._pending: dict[str, list[Metric]] = {}
-        self._child_runs: dict[str, str] = {}
+        self._child_runs: dict[str, str] = {}  # run key -> run id
+        self._by_config: dict[str, list[str]] = {}  # config key -> run ids
+        self._trial_of: dict[str, str] = {}  # run id -> the Tune trial id it belongs to
+        self.parent_start_ms: int | None = None
 
     # -- the study's parent run ----------------------------------------------------------------
 
@@ -90,10 +98,25 @@ class StudyTracker:
     def attach(self, run_id: str) -> None:
         """Work under an existing parent run; its child runs are found again by trial id."""
         self.parent_run_id = run_id
+        self.parent_start_ms = self.client.get_run(run_id).info.start_time
         for run in self._children():
             key = run.data.tags.get(RUN_KEY_TAG)
             if key:
-                self._child_runs[key] = run.info.run_id
+                self._register(run.info.run_id, key, run.data.tags)
+
+    def _register(self, run_id: str, key: str, tags: Mapping[str, str]) -> None:
+        self._child_runs[key] = run_id
+        self._trial_of[run_id] = tags.get("ray.trial_id", "")
+        if tags.get(CONFIG_TAG) and run_id not in self._by_config.setdefault(tags[CONFIG_TAG], []):
+            self._by_config[tags[CONFIG_TAG]].append(run_id)
+
+    def _orphan(self, config_key: str | None, live: Collection[str]) -> str | None:
+        """A child run of this config whose Tune trial the (restored) experiment does not know: a
+        trial the killed driver had started after Tune's last snapshot of the experiment."""
+        for run_id in self._by_config.get(config_key or "", []):
+            if self._trial_of.get(run_id) not in live:
+                return run_id
+        return None
 
     def end_study(self, status: str) -> None:
         """End every open child run, then the parent, with ``status`` (FINISHED/FAILED/KILLED)."""
@@ -126,33 +149,71 @@ class StudyTracker:
         )
 
     def start_trial(
-        self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None
+        self,
+        key: str,
+        name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+        *,
+        config_key: str | None = None,
+        live: Collection[str] = (),
+        start_time: int | None = None,
     ) -> int:
-        """Open the child run ``key`` (found again by its run-key tag, else created).
+        """Open the child run ``key``: found again by its run-key tag; else the run of the same
+        config that a killed driver left to a trial the restored experiment does not know (``live``:
+        the trial ids it knows), continued under the new key; else created (at ``start_time``, ms,
+        default now).
 
         Returns the last step the run already has metrics for (-1 for a new run), so that a
         restarted trial does not log the same steps twice.
         """
-        if key in self._child_runs:
-            run_id = self._child_runs[key]
+        tags = dict(tags or {})
+        run_id = self._child_runs.get(key)
+        orphan = self._orphan(config_key, live) if run_id is None else None
+        if orphan is not None:  # one run per config and seed, never a second one beside it
+            old_key = next(k for k, r in self._child_runs.items() if r == orphan)
+            del self._child_runs[old_key]
+            retag = {
+                **tags,
+                TRIAL_TAG: key,
+                RUN_KEY_TAG: key,
+                CONTINUED_TAG: old_key,
+                SUPERSEDED_TAG: "false",  # continued now, if an interrupted study had set it aside
+                "mlflow.runName": name,
+            }
+            self.client.log_batch(orphan, tags=[RunTag(k, v) for k, v in retag.items()])
+            self._register(orphan, key, {**retag, CONFIG_TAG: config_key or ""})
+            run_id = orphan
+        if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "val_acc")
             return max((m.step for m in history), default=-1)
-        run = self.client.create_run(
-            self.experiment_id,
-            tags={
-                "mlflow.parentRunId": self.parent_run_id or "",
-                TRIAL_TAG: key,
-                RUN_KEY_TAG: key,
-                ROLE_TAG: "trial",
-                "mlflow.runName": name,
-                **(tags or {}),
-            },
-        )
+        all_tags = {
+            "mlflow.parentRunId": self.parent_run_id or "",
+            TRIAL_TAG: key,
+            RUN_KEY_TAG: key,
+            ROLE_TAG: "trial",
+            "mlflow.runName": name,
+            **({CONFIG_TAG: config_key} if config_key else {}),
+            **tags,
+        }
+        run = self.client.create_run(self.experiment_id, start_time=start_time, tags=all_tags)
         run_id = run.info.run_id
-        self._child_runs[key] = run_id
+        self._register(run_id, key, all_tags)
         self.client.log_batch(run_id, params=[Param(k, _clean(v)) for k, v in params.items()])
         return -1
+
+    def supersede_orphans(self, live: Collection[str]) -> int:
+        """At the end of a study: mark the child runs of trials the experiment does not know (a
+        killed driver's, whose config was not proposed again) superseded, ended KILLED; they are
+        left out wherever runs are counted. Returns how many."""
+        count = 0
+        for run_id in list(self._child_runs.values()):
+            if self._trial_of.get(run_id) not in live:
+                self.client.log_batch(run_id, tags=[RunTag(SUPERSEDED_TAG, "true")])
+                self.client.set_terminated(run_id, "KILLED")
+                count += 1
+        return count
 
     def log_trial_metrics(
         self, key: str, record: Mapping[str, Any], keys: Iterable[str] = BASIC_CURVES
@@ -171,8 +232,13 @@ class StudyTracker:
             run_id = self._child_runs.get(k)
             queue = self._pending.get(k, [])
             while run_id is not None and queue:
-                self.client.log_batch(run_id, metrics=queue[:MAX_BATCH])
-                del queue[:MAX_BATCH]
+                # a batch ends at a step boundary: a kill between batches leaves whole evaluations
+                # (the last step of val_acc tells a restarted trial where to continue)
+                cut = min(MAX_BATCH, len(queue))
+                while cut < len(queue) and cut > 1 and queue[cut].step == queue[cut - 1].step:
+                    cut -= 1
+                self.client.log_batch(run_id, metrics=queue[:cut])
+                del queue[:cut]
 
     def end_trial(
         self,

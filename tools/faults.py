@@ -7,7 +7,8 @@ left open:
 
 - trials lost: requested trials with no ended child run (FINISHED, or FAILED with its error
   recorded: the designed end of a trial that keeps raising), or missing from ``trials.parquet``
-- duplicate runs: the same ``grokray.run_key`` on two child runs
+- duplicate runs: the same ``grokray.run_key``, or the same config (``grokray.config_key``) under
+  one parent, on two child runs (a run marked ``grokray.superseded`` is not counted)
 - orphan runs: runs still RUNNING/SCHEDULED, child runs without an outcome (``stop_reason``), or
   child runs whose parent run does not exist
 
@@ -72,11 +73,23 @@ def count_runs(runs: list[Mapping[str, Any]], requested: int, table_rows: int | 
     ``table_rows``: rows of the study's ``trials.parquet`` (None when it was not written).
     """
     parents = [r for r in runs if r["tags"].get("grokray.role") == "study"]
-    children = [r for r in runs if r["tags"].get("grokray.role") == "trial"]
+    # a run a killed driver left and no trial continued is marked superseded: not counted
+    children = [
+        r for r in runs
+        if r["tags"].get("grokray.role") == "trial" and r["tags"].get("grokray.superseded") != "true"
+    ]  # fmt: skip
     parent_ids = {r["run_id"] for r in parents}
     child_ids = {r["run_id"] for r in children}
     keys = Counter(r["tags"].get("grokray.run_key") for r in children)
-    duplicates = sum(n - 1 for key, n in keys.items() if key is not None and n > 1)
+    by_key = sum(n - 1 for key, n in keys.items() if key is not None and n > 1)
+    # one run per config and seed under a parent, whichever Tune trials trained it
+    configs = Counter(
+        (r["tags"].get("mlflow.parentRunId"), r["tags"]["grokray.config_key"])
+        for r in children
+        if r["tags"].get("grokray.config_key")
+    )
+    by_config = sum(n - 1 for n in configs.values() if n > 1)
+    duplicates = max(by_key, by_config)
 
     def ended(run: Mapping[str, Any]) -> bool:
         tags = run["tags"]
@@ -175,6 +188,7 @@ class Workdir:
             "RAY_AUTH_MODE": "disabled",
             "MLFLOW_TRACKING_URI": f"sqlite:///{self.path / 'mlflow.db'}",
             "GROKRAY_CHECKPOINT_SECONDS": "0",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             **extra,
         }
 

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,17 @@ from ray.tune import Callback
 from grokray import settings
 from grokray.analysis.plots import plot_run_curves
 from grokray.config import applicable
+from grokray.crash import crash_point
 from grokray.outcomes import curve_keys, outcome_keys
 from grokray.study import Study
-from grokray.tune.results import replica_configs, replica_rows, run_key, run_name, trial_curves
+from grokray.tune.results import (
+    config_key,
+    replica_configs,
+    replica_rows,
+    run_key,
+    run_name,
+    trial_curves,
+)
 from grokray.weights import WEIGHTS_FILE, save_weights
 
 
@@ -73,6 +82,7 @@ class MLflowCallback(Callback):
         self.tracker: Any = None
         self.last_flush: dict[str, float] = {}
         self.logged_until: dict[str, int] = {}
+        self.opened: set[str] = set()  # trials whose child runs are open in this driver
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
@@ -91,13 +101,29 @@ class MLflowCallback(Callback):
         return retry_tracking(self.study.name, call, *args)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # the child runs open at the trial's first result, when the stopper has judged it: a run
+        # dominated before it trained is dated at the study's start, so that the runs table (newest
+        # first) and its chart open on runs that trained
+        self.opened.discard(trial.trial_id)
+        crash_point("trial_start")
+
+    def _open(self, trial: Any, trials: list, result: Mapping[str, Any] | None) -> None:
+        self.opened.add(trial.trial_id)
+        live = {t.trial_id for t in trials}
+        records = (result or {}).get("replicas") or {}
         curves: dict[str, pd.DataFrame] | None = None
         for replica, config in enumerate(replica_configs(self.study, trial.config)):
             key = run_key(trial.trial_id, replica)
             name = run_name(self.study, config, key)
             tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
             params = applicable(config)  # a run's own config: what applies to it
-            self.logged_until[key] = self._retry(self.tracker.start_trial, key, name, params, tags)
+            record = records.get(str(replica)) or {}
+            untrained = record.get("stop_reason") == "dominated" and not record.get("steps_run")
+            start = self.tracker.parent_start_ms if untrained else None
+            self.logged_until[key] = self._retry(
+                partial(self.tracker.start_trial, config_key=config_key(config), live=live, start_time=start),
+                key, name, params, tags,
+            )  # fmt: skip
             if self.logged_until[key] < 0:
                 continue
             # a restarted trial: log what its result.json on storage has that a stopped or killed
@@ -106,12 +132,15 @@ class MLflowCallback(Callback):
                 curves = trial_curves(trial.path, trial.trial_id, trial.storage.storage_filesystem)
             frame = curves.get(key)
             if frame is not None:
-                for record in frame[frame["step"] > self.logged_until[key]].to_dict("records"):
-                    record = {k: v for k, v in record.items() if k != "trial_id" and pd.notna(v)}
-                    self.tracker.log_trial_metrics(key, record, curve_keys(record))
-                    self.logged_until[key] = int(record["step"])
+                for row in frame[frame["step"] > self.logged_until[key]].to_dict("records"):
+                    row = {k: v for k, v in row.items() if k != "trial_id" and pd.notna(v)}
+                    self.tracker.log_trial_metrics(key, row, curve_keys(row))
+                    self.logged_until[key] = int(row["step"])
+        crash_point("runs_open")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if trial.trial_id not in self.opened:
+            self._open(trial, trials, result)
         for replica, record in (result.get("replicas") or {}).items():
             key = run_key(trial.trial_id, int(replica))
             if record.get("step", -1) > self.logged_until.get(key, -1):
@@ -121,8 +150,15 @@ class MLflowCallback(Callback):
         if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
             self._retry(self.tracker.flush)
             self.last_flush[trial.trial_id] = now
+        crash_point("result")
 
-    def _end(self, trial: Any, status: str, error: str | None = None) -> None:
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        crash_point("checkpoint_registered")
+
+    def _end(self, trial: Any, trials: list, status: str, error: str | None = None) -> None:
+        crash_point("trial_end")
+        if trial.trial_id not in self.opened:  # ended before its first result (raised at once)
+            self._open(trial, trials, trial.last_result)
         replicas = (trial.last_result or {}).get("replicas") or {}
         curves = trial_curves(trial.local_path, trial.trial_id)
         configs = replica_configs(self.study, trial.config)
@@ -144,17 +180,24 @@ class MLflowCallback(Callback):
                 if frame is not None and len(frame) > 1 and "val_acc" in frame:
                     artifacts.append(plot_run_curves(frame, outcome, folder / "grokking_curve.png", name))
                 self._retry(self.tracker.end_trial, key, outcome, frame, status, error, artifacts, name)
+        crash_point("trial_ended")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial, "FINISHED")
+        self._end(trial, trials, "FINISHED")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # also on Ctrl-C / SIGTERM, where Tune ends the experiment early: send what is queued
         if self.tracker is not None:
             self._retry(self.tracker.flush)
+            from grokray.tune.run import SIGTERM_RECEIVED
+
+            ended = trials and all(t.status in ("TERMINATED", "ERROR") for t in trials)
+            if ended and len(trials) >= self.study.num_configs and not SIGTERM_RECEIVED.is_set():
+                # every trial has ended: nothing will continue the runs a killed driver left
+                self._retry(self.tracker.supersede_orphans, {t.trial_id for t in trials})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial, "FAILED", error_line(trial) + " (trace: the trial's error.txt)")
+        self._end(trial, trials, "FAILED", error_line(trial) + " (trace: the trial's error.txt)")
 
 
 def final_weights(trial: Any) -> dict[int, Any]:

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from grokray.crash import crash_point
 from grokray.outcomes import mark_failed
 from grokray.storage import Storage
 from grokray.study import Study
@@ -159,6 +160,8 @@ def finish_study(
             tracker.log_study_artifact(path)
             if store.exists(out_dir):
                 store.write_bytes(f"{out_dir}/{path.name}", path.read_bytes())
+            if path == table_path:
+                crash_point("table")
     first = estimates[0] if estimates else {}
     tracker.log_study_metrics(
         {
@@ -171,6 +174,7 @@ def finish_study(
         tracker.log_study_metrics(
             {f"slope_{s['group']}": s["slope"] for s in slopes if math.isfinite(s["slope"])}
         )
+    crash_point("estimate")
     tracker.set_study_tags({"grokray.has_estimate": "true"})
     summary["sweeps_size"] = size_col in study.space
     summary["table"] = (

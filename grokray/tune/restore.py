@@ -23,6 +23,24 @@ def saved_state(store: Storage, experiment_dir: str) -> dict[str, Any]:
     return json.loads(store.read_text(path)) if store.exists(path) else {}
 
 
+def has_snapshot(store: Storage, experiment_dir: str) -> bool:
+    """Whether Tune saved the experiment's state (``experiment_state-*.json``) at least once: a
+    driver killed before that leaves only ``tuner.pkl``, which ``Tuner.restore`` cannot continue."""
+    return any(n.startswith("experiment_state-") and n.endswith(".json") for n in store.names(experiment_dir))
+
+
+def unstarted_run(study: Study, store: Storage, experiment_dir: str) -> dict[str, Any]:
+    """The state file of a run of this very study whose driver died before Tune's first snapshot
+    (its parent run, its Optuna study): the new run continues under that parent run, and the
+    child runs it had opened are continued by config. Empty if there is no such run."""
+    if not store.exists(experiment_dir) or has_snapshot(store, experiment_dir):
+        return {}
+    saved = saved_state(store, experiment_dir) if store.exists(f"{experiment_dir}/{STATE_FILE}") else {}
+    if saved.get("fingerprint") != study.fingerprint() or not saved.get("parent_run_id"):
+        return {}
+    return saved
+
+
 def write_state(store: Storage, experiment_dir: str, state: Mapping[str, Any]) -> None:
     store.write_bytes(f"{experiment_dir}/{STATE_FILE}", json.dumps(dict(state)).encode())
 
@@ -41,7 +59,9 @@ def restore_decision(study: Study, store: Storage, experiment_dir: str, resume: 
         if resume:
             print(f"[{study.name}] nothing to resume in {shown}; starting fresh", flush=True)
         return False
-    restorable = tune.Tuner.can_restore(experiment_dir, storage_filesystem=store.tune_filesystem)
+    restorable = tune.Tuner.can_restore(
+        experiment_dir, storage_filesystem=store.tune_filesystem
+    ) and has_snapshot(store, experiment_dir)
     saved = saved_state(store, experiment_dir) if restorable else {}
     same = saved.get("fingerprint") == study.fingerprint()
     finished = store.exists(f"{experiment_dir}/estimate.json")

@@ -5,6 +5,7 @@ after a resume, and the curves read back from the ``result.json`` Tune wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,14 @@ def replica_configs(study: Study, sampled: Mapping[str, Any]) -> list[dict[str, 
 def run_key(trial_id: str, replica: int) -> str:
     """The name of one replica of one Tune trial: its MLflow child run and trial-table row."""
     return f"{trial_id}-r{replica}"
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A replica's identity whichever Tune trial trains it: a hash of its full config (seed
+    included). A config that a killed driver started and the restored experiment proposes again
+    under a new trial id is the same run (``StudyTracker.start_trial``)."""
+    text = json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:

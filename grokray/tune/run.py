@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from grokray import settings
@@ -13,9 +14,9 @@ from grokray.storage import Storage
 from grokray.study import Study
 from grokray.tune.callbacks import MLflowCallback, ProgressCallback, retry_tracking
 from grokray.tune.finish import finish_study, trial_id_of, trial_table
-from grokray.tune.restore import optuna_fields, restore_decision, saved_state, write_state
+from grokray.tune.restore import optuna_fields, restore_decision, saved_state, unstarted_run, write_state
 from grokray.tune.results import trial_curves
-from grokray.tune.search import make_search, open_optuna_storage
+from grokray.tune.search import fail_unfinished_optuna_trials, make_search, open_optuna_storage
 from grokray.tune.stopper import FailFast, GrokStopper
 from grokray.tune.trainable import run_trial
 
@@ -72,17 +73,27 @@ def run_study(
     from ray import tune
     from ray.tune.stopper import CombinedStopper
 
+    from grokray.crash import crash_point
     from grokray.tracking import NOTE_TAG, StudyTracker
 
+    os.environ["GROKRAY_DRIVER_PID"] = str(os.getpid())  # for crash points in workers (fault sweep)
     store = Storage(storage)
     experiment_dir = store.join(study.name)
     fingerprint = study.fingerprint()
     early_stop = study.early_stop
     optuna_rdb = open_optuna_storage(optuna_storage) if optuna_storage else None  # a bad URL: exit 2 now
     _connect_ray(address or settings.current().ray_address, verbose)
+    unstarted = unstarted_run(study, store, experiment_dir)  # read before it is moved aside
     restoring = restore_decision(study, store, experiment_dir, resume)
     saved = saved_state(store, experiment_dir) if restoring else {}
     optuna = optuna_fields(saved, optuna_storage, restoring)
+    if unstarted and not restoring:
+        # the last driver died before Tune saved anything: start Tune afresh under the same parent run
+        print(f"[{study.name}] the interrupted run had not saved its trials yet: starting them again "
+              "under the same parent run", flush=True)  # fmt: skip
+        saved = {"parent_run_id": unstarted["parent_run_id"]}
+        if optuna_rdb is not None and unstarted.get("optuna_study"):
+            fail_unfinished_optuna_trials(optuna_rdb, unstarted["optuna_study"])
     # our own retry loop (retry_tracking) rides out outages; MLflow's should give up quickly
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -109,6 +120,11 @@ def run_study(
             tags[NOTE_TAG] = study.description  # the parent run's description in the UI
         tracker.start_study(params, tags)
 
+    # a fresh Optuna study per Tune experiment: one that restarts under an earlier parent run
+    # (``unstarted``) gets a new name beside the abandoned one
+    optuna_name = f"{study.name}.{tracker.parent_run_id}"
+    if unstarted and not restoring and unstarted.get("optuna_study"):
+        optuna_name = f"{optuna_name}.{time.strftime('%Y%m%d-%H%M%S')}"
     status = "FAILED"
     fail_fast = FailFast(first=min(2, study.num_configs))
     try:
@@ -146,7 +162,7 @@ def run_study(
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=make_search(study, optuna_rdb, f"{study.name}.{tracker.parent_run_id}"),
+                    search_alg=make_search(study, optuna_rdb, optuna_name),
                     num_samples=study.num_configs,
                     max_concurrent_trials=study.max_concurrent,
                     metric=None,
@@ -155,7 +171,7 @@ def run_study(
                 run_config=run_config,
             )
         if optuna_storage and not restoring:
-            optuna["optuna_study"] = f"{study.name}.{tracker.parent_run_id}"
+            optuna["optuna_study"] = optuna_name
         if optuna:
             print(f"[{study.name}] optuna: {optuna['optuna_storage']}, "
                   f"study {optuna['optuna_study']}", flush=True)  # fmt: skip
@@ -164,6 +180,7 @@ def run_study(
             experiment_dir,
             {"parent_run_id": tracker.parent_run_id, "fingerprint": fingerprint, **optuna},
         )
+        crash_point("before_fit")
         results = tuner.fit()
         if fail_fast.reason is not None:
             raise StudyFailed(

@@ -157,6 +157,13 @@ class GrokSearch(OptunaSearch):
             return
         super().on_trial_result(trial_id, result)
 
+    def suggest(self, trial_id: str) -> dict | None:
+        from grokray.crash import crash_point
+
+        config = super().suggest(trial_id)
+        crash_point("propose")  # Optuna has asked; Tune does not have the trial yet
+        return config
+
 
 class StoredOptunaSearch(GrokSearch):
     """OptunaSearch on an RDB storage that outlives the driver, made safe for ``Tuner.restore``.
@@ -220,6 +227,25 @@ def requeue_orphaned_optuna_trials(optuna_study: Any, live: set[int]) -> list[in
             optuna_study.enqueue_trial(dict(frozen.params), user_attrs=requeued_from)
         failed.append(frozen.number)
     return failed
+
+
+def fail_unfinished_optuna_trials(storage: Any, study_name: str) -> int:
+    """Mark FAIL every RUNNING trial of the Optuna study ``study_name`` (a driver died before Tune
+    saved the experiment: nothing will finish them; the new run asks in a new Optuna study)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        old = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # never created
+        return 0
+    running = old.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for frozen in running:
+        storage.set_trial_user_attr(
+            frozen._trial_id, "grokray_fail_reason", "the driver was killed before Tune saved it"
+        )
+        storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+    return len(running)
 
 
 def open_optuna_storage(url: str) -> Any:

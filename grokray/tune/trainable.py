@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from grokray import settings
+from grokray.crash import crash_point
 from grokray.study import Study
 from grokray.tune.results import replayed_results, replica_configs, trial_result
 
@@ -67,6 +68,7 @@ class Reporter:
             return
         with tempfile.TemporaryDirectory() as directory:
             torch.save(self.run.state_dict(), Path(directory) / "state.pt")
+            crash_point("checkpoint_write")  # fault sweep: the driver dies while a checkpoint is in hand
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
         self.last_saved = time.monotonic()
 

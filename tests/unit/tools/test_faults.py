@@ -59,6 +59,21 @@ def test_duplicates_are_extra_runs_with_the_same_run_key():
     assert counts["lost"] == 0 and counts["children"] == 4
 
 
+def test_two_runs_of_one_config_under_different_trials_are_a_duplicate_unless_superseded():
+    """The window of issue 16: a trial the restored experiment did not know, its config trained
+    again under a new trial id: two run keys, one config."""
+    first = child("t1_0", "FAILED", stop_reason="budget")
+    again = child("t9_0")
+    for run in (first, again):
+        run["tags"]["grokray.config_key"] = "c0"
+    other = child("t2_0")
+    other["tags"]["grokray.config_key"] = "c1"
+    assert count_runs([parent(), first, again, other], requested=2, table_rows=2)["duplicates"] == 1
+    first["tags"]["grokray.superseded"] = "true"  # set aside, linked by the run that continued it
+    counts = count_runs([parent(), first, again, other], requested=2, table_rows=2)
+    assert counts["duplicates"] == 0 and counts["children"] == 2 and counts["orphans"] == 0
+
+
 def test_orphans_are_open_runs_runs_without_outcome_or_without_parent():
     runs = [
         parent(),

@@ -9,7 +9,7 @@ import pytest
 from grokray.config import StudyError
 from grokray.storage import Storage
 from grokray.study import load_study
-from grokray.tune.restore import STATE_FILE, restore_decision
+from grokray.tune.restore import STATE_FILE, restore_decision, unstarted_run
 from tests.paths import ROOT
 
 
@@ -36,10 +36,14 @@ def test_an_s3_uri_gives_its_filesystem_and_a_readable_name():
     assert store.show(store.join("critical-size")) == "s3://bucket/grokray/critical-size"
 
 
-def _experiment(store: Storage, study, fingerprint: str | None = None, finished: bool = False) -> str:
+def _experiment(
+    store: Storage, study, fingerprint: str | None = None, finished: bool = False, snapshot: bool = True
+) -> str:
     """What Tune and grokray leave in an experiment directory, as far as the decision looks."""
     directory = store.join(study.name)
     store.write_bytes(f"{directory}/tuner.pkl", b"")  # what Tuner.can_restore looks for
+    if snapshot:  # Tune's experiment state, saved every ~10 s once trials run
+        store.write_bytes(f"{directory}/experiment_state-2026-12-02_12-00-00.json", b"{}")
     state = {"parent_run_id": "abc", "fingerprint": fingerprint or study.fingerprint()}
     store.write_bytes(f"{directory}/{STATE_FILE}", json.dumps(state).encode())
     if finished:
@@ -58,6 +62,20 @@ def test_an_unfinished_run_of_the_same_study_is_continued_without_resume(tmp_pat
     assert "resuming the unfinished run" in capsys.readouterr().out
     assert restore_decision(study, store, directory, resume=True) is True
     assert _aside(tmp_path, study) == []
+
+
+def test_a_run_killed_before_tunes_first_snapshot_restarts_under_its_parent_run(tmp_path, study, capsys):
+    """Only tuner.pkl: Tuner.restore cannot continue it (it raises); the new run starts Tune afresh
+    and keeps the parent run it had opened."""
+    store = Storage(str(tmp_path / "results"))
+    directory = _experiment(store, study, snapshot=False)
+    assert unstarted_run(study, store, directory)["parent_run_id"] == "abc"
+    assert restore_decision(study, store, directory, resume=True) is False
+    assert len(_aside(tmp_path, study)) == 1  # Tune's leftovers kept aside
+    other = _experiment(store, study, fingerprint="changed", snapshot=False)
+    assert unstarted_run(study, store, other) == {}  # another study's: nothing to continue
+    snapshotted = _experiment(store, study)
+    assert unstarted_run(study, store, snapshotted) == {}  # restorable: Tuner.restore continues it
 
 
 def test_a_finished_run_is_kept_aside_and_a_new_run_starts(tmp_path, study, capsys):

@@ -1,0 +1,105 @@
+"""The child runs of a study in a real MLflow (a SQLite file): one run per config and seed, whichever
+Tune trial trains it; a run that never trained dated at the study's start; batches cut at steps."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    from grokray.tracking import StudyTracker, claim_study_name
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    claim_study_name("s", "s.py", uri)
+    tracker = StudyTracker("s", uri)
+    tracker.start_study({}, {})
+    tracker.attach(tracker.parent_run_id)
+    return tracker
+
+
+def _restored(tracker):
+    """The tracker of a new driver that continues the study (``Tuner.restore``)."""
+    from grokray.tracking import StudyTracker
+
+    again = StudyTracker("s", tracker.uri)
+    again.attach(tracker.parent_run_id)
+    return again
+
+
+def _children(tracker):
+    return {r.info.run_id: r for r in tracker._children()}
+
+
+def test_a_config_a_killed_driver_started_is_continued_in_its_run_not_run_twice(tracker):
+    tags = {"ray.trial_id": "t3"}
+    assert tracker.start_trial("t3-r0", "f=0.3", {"p": 13}, tags, config_key="c03", live={"t3"}) == -1
+    for step in (0, 10, 20):
+        tracker.log_trial_metrics("t3-r0", {"step": step, "val_acc": 0.1, "train_loss": 1.0})
+    tracker.flush()
+    (run_id,) = _children(tracker)
+    # killed; the restored experiment never knew t3 and proposes the same config as t7
+    again = _restored(tracker)
+    logged = again.start_trial(
+        "t7-r0", "f=0.3", {"p": 13}, {"ray.trial_id": "t7"}, config_key="c03", live={"t7"}
+    )
+    assert logged == 20  # the new trial logs from step 30 on
+    runs = _children(again)
+    assert list(runs) == [run_id]
+    run = runs[run_id]
+    assert run.data.tags["grokray.run_key"] == "t7-r0" and run.data.tags["grokray.continued_from"] == "t3-r0"
+    assert run.data.tags["ray.trial_id"] == "t7" and run.info.status == "RUNNING"
+    # another config, or the same config while its first trial is still known: a run of its own
+    again.start_trial(
+        "t8-r0", "f=0.5", {"p": 13}, {"ray.trial_id": "t8"}, config_key="c05", live={"t7", "t8"}
+    )
+    again.start_trial(
+        "t9-r0", "f=0.3", {"p": 13}, {"ray.trial_id": "t9"}, config_key="c03", live={"t7", "t9"}
+    )
+    assert len(_children(again)) == 3
+
+
+def test_a_run_left_by_a_killed_driver_and_never_continued_is_superseded(tracker):
+    tracker.start_trial("t3-r0", "f=0.3", {}, {"ray.trial_id": "t3"}, config_key="c03", live={"t3"})
+    tracker.start_trial("t4-r0", "f=0.5", {}, {"ray.trial_id": "t4"}, config_key="c05", live={"t3", "t4"})
+    again = _restored(tracker)
+    assert again.supersede_orphans({"t4"}) == 1
+    runs = {r.data.tags["grokray.run_key"]: r for r in _children(again).values()}
+    assert runs["t3-r0"].data.tags["grokray.superseded"] == "true" and runs["t3-r0"].info.status == "KILLED"
+    assert "grokray.superseded" not in runs["t4-r0"].data.tags
+
+
+def test_a_run_that_never_trained_is_dated_at_the_study_start(tracker):
+    tracker.start_trial("t1-r0", "trained", {}, {"ray.trial_id": "t1"}, config_key="a", live={"t1"})
+    tracker.start_trial(
+        "t2-r0", "dominated", {}, {"ray.trial_id": "t2"}, config_key="b", live={"t1", "t2"},
+        start_time=tracker.parent_start_ms,
+    )  # fmt: skip
+    newest_first = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{tracker.parent_run_id}'",
+        order_by=["attributes.start_time DESC"],  # the runs table's default order
+    )
+    assert [r.info.run_name for r in newest_first] == ["trained", "dominated"]
+
+
+def test_metric_batches_end_at_a_step_boundary(tracker, monkeypatch):
+    import grokray.tracking as tracking
+
+    monkeypatch.setattr(tracking, "MAX_BATCH", 5)
+    tracker.start_trial("t1-r0", "r", {}, {"ray.trial_id": "t1"}, config_key="a", live={"t1"})
+    sent = []
+    log_batch = tracker.client.log_batch
+    monkeypatch.setattr(
+        tracker.client,
+        "log_batch",
+        lambda run_id, metrics=(), **kw: (
+            sent.append([m.step for m in metrics]) or log_batch(run_id, metrics=metrics, **kw)
+        ),
+    )
+    for step in range(4):  # three curves a step: 12 metrics
+        tracker.log_trial_metrics("t1-r0", {"step": step, "val_acc": 0.5, "train_loss": 1.0, "val_loss": 1.0})
+    tracker.flush()
+    assert sent == [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]]

@@ -124,6 +124,7 @@ class Result:
     orphans: int = 0
     inconsistent: int = 0
     estimate_equal: bool = False
+    exit_code: int | None = None  # of the killed run: -9 (SIGKILL), 130 (SIGTERM), 0 if the point never came
     wall_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -215,7 +216,10 @@ def run_kill(kill: Kill, baseline: dict[str, float], keep: bool) -> Result:
         if kill.point:
             crash_env["GROKRAY_CRASH_AT"] = f"{kill.point}:{kill.nth}"
         code, text = run_study(work, [], crash_env, kill.at_s)
-        result.reached = "grokray: crash point" in text
+        result.exit_code = code
+        # the driver's own message, or its death: a worker's point (checkpoint_write) prints in the
+        # worker, whose output the driver does not show without -v
+        result.reached = "grokray: crash point" in text or code in (-signal.SIGKILL, 130)
         if kill.during_resume and result.reached:
             again = {**env, "GROKRAY_CRASH_AT": kill.during_resume, "GROKRAY_CRASH_SIGNAL": "KILL"}
             run_study(work, ["--resume"], again)

@@ -242,14 +242,15 @@ def _budget_text(estimates: list[dict]) -> str:
     return f"{budgets[0]:,}–{budgets[-1]:,} steps"
 
 
-def _flagged_by_size(trials: pd.DataFrame, size_col: str, sizes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per size of ``sizes``: the runs inferred (``stop_reason`` dominated) and the runs flagged
-    ``grok_unconfirmed``, of ``trials``."""
-    reasons = trials.get("stop_reason", pd.Series("", index=trials.index)).astype(str)
-    flag = trials.get("grok_unconfirmed", pd.Series(False, index=trials.index)).fillna(False).astype(bool)
-    frame = pd.DataFrame({"size": trials[size_col], "inferred": reasons == "dominated", "unconfirmed": flag})
-    counts = frame.groupby("size").sum()
-    inferred = counts["inferred"].reindex(sizes, fill_value=0).to_numpy(dtype=float)
+def _flagged_by_size(
+    trials: pd.DataFrame, size_col: str, sizes: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per size of ``sizes``: the runs inferred (dominated) and the runs ``grok_unconfirmed`` of
+    ``trials``, as the per-size summary counts them (``grokray.analysis.sizes.size_summary``)."""
+    from grokray.analysis.sizes import size_summary
+
+    counts = size_summary(trials, size_col).set_index(size_col)
+    inferred = counts["dominated"].reindex(sizes, fill_value=0).to_numpy(dtype=float)
     unconfirmed = counts["unconfirmed"].reindex(sizes, fill_value=0).to_numpy(dtype=float)
     return inferred, unconfirmed
 

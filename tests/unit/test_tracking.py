@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("mlflow")
-
 
 @pytest.fixture
 def tracker(tmp_path):

@@ -242,9 +242,7 @@ def _budget_text(estimates: list[dict]) -> str:
     return f"{budgets[0]:,}–{budgets[-1]:,} steps"
 
 
-def _flagged_by_size(
-    trials: pd.DataFrame, size_col: str, sizes: pd.Series
-) -> tuple[np.ndarray, np.ndarray]:
+def _flagged_by_size(trials: pd.DataFrame, size_col: str, sizes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Per size of ``sizes``: the runs inferred (dominated) and the runs ``grok_unconfirmed`` of
     ``trials``, as the per-size summary counts them (``grokray.analysis.sizes.size_summary``)."""
     from grokray.analysis.sizes import size_summary

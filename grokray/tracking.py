@@ -52,11 +52,57 @@ def _clean(value: Any) -> str:
     return str(value)
 
 
+def ensure_store(uri: str) -> None:
+    """Create a missing SQLite tracking database whole, or not at all.
+
+    MLflow creates its SQLite schema on first use, in a few dozen Alembic migrations. A driver killed
+    inside them leaves a half-migrated file (``_alembic_tmp_experiments already exists`` on the next
+    start), and the study could not be resumed. So a missing database is migrated under a temporary
+    name beside it and linked into place only when complete; a kill leaves no file or a whole one.
+    Other URIs (a server, PostgreSQL, an existing file) are left alone.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if str(path) == ":memory:" or path.exists():
+        return
+    # MLflow's own constructor for a sqlite URI, so the Default experiment gets the artifact root
+    # MLflow would have given it
+    from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    store = _get_sqlalchemy_store(f"sqlite:///{tmp}", None)
+    store.engine.dispose()
+    try:
+        os.link(tmp, path)  # fails if another process made it meanwhile: theirs is kept
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    for left in path.parent.glob(f".{path.name}.creating-*"):  # left by a driver killed while creating
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            left.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class StudyTracker:
     """Owns the study's MLflow experiment and parent run, and the trials' child runs."""
 
     def __init__(self, study_name: str, uri: str | None = None) -> None:
         self.uri = uri or tracking_uri()
+        ensure_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(study_name)
@@ -334,7 +380,9 @@ def claim_study_name(study_name: str, study_file: str, uri: str | None = None, d
     """
     from grokray.config import StudyError
 
-    client = MlflowClient(uri or tracking_uri())
+    uri = uri or tracking_uri()
+    ensure_store(uri)
+    client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(study_name)
     tags = {STUDY_FILE_TAG: study_file, EXPERIMENT_KIND_TAG: MODEL_TRAINING}
     if description:

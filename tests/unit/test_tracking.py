@@ -101,3 +101,33 @@ def test_metric_batches_end_at_a_step_boundary(tracker, monkeypatch):
         tracker.log_trial_metrics("t1-r0", {"step": step, "val_acc": 0.5, "train_loss": 1.0, "val_loss": 1.0})
     tracker.flush()
     assert sent == [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]]
+
+
+def test_a_new_sqlite_store_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A driver killed inside MLflow's first schema migration must not leave a half-migrated file:
+    the database is migrated under a temporary name and linked into place when complete."""
+    import mlflow.tracking._tracking_service.utils as mlflow_utils
+    from mlflow.tracking import MlflowClient
+
+    from grokray.tracking import ensure_store
+
+    db = tmp_path / "sub" / "mlflow.db"
+    real = mlflow_utils._get_sqlalchemy_store
+
+    def migrated_then_killed(uri, artifact_uri):
+        real(uri, artifact_uri).engine.dispose()  # the migrations ran ...
+        assert not db.exists()  # ... under another name
+        raise KeyboardInterrupt  # and the driver dies before the link
+
+    monkeypatch.setattr(mlflow_utils, "_get_sqlalchemy_store", migrated_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_store(f"sqlite:///{db}")
+    assert not db.exists()
+    monkeypatch.setattr(mlflow_utils, "_get_sqlalchemy_store", real)
+    ensure_store(f"sqlite:///{db}")
+    assert [p.name for p in db.parent.iterdir()] == ["mlflow.db"]  # no temporary left beside it
+    client = MlflowClient(f"sqlite:///{db}")
+    assert client.create_experiment("x")  # a complete schema
+    before = db.stat().st_mtime_ns
+    ensure_store(f"sqlite:///{db}")  # an existing store is left alone
+    assert db.stat().st_mtime_ns == before

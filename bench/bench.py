@@ -203,6 +203,37 @@ def grokray_replicas_rate(config: dict[str, Any], steps: int, replicas: int, eng
     return replicas * steps / clock.seconds(warmup, warmup + steps)
 
 
+PACK_VARIANT = "pack of configs"  # R configs that differ in data, lr, weight decay and init scale
+CPU_PACK_RATIO = 2.0  # "CPU: a 16-config pack >= 2x the plain loop"
+
+
+def pack_configs(config: dict[str, Any], replicas: int) -> list[dict[str, Any]]:
+    """R different configs of one shape, as a packed Tune trial holds them: distinct training
+    fraction, lr, weight decay and init scale (and seed), spread over the ranges studies search."""
+    return [
+        {
+            **config,
+            "seed": config["seed"] + i,
+            "train_fraction": round(0.1 + 0.8 * i / max(1, replicas - 1), 3),
+            "lr": config["lr"] * (0.5 + i / replicas),
+            "weight_decay": [0.1, 0.3, 1.0, 3.0][i % 4],
+            "init_scale": [0.5, 1.0, 2.0][i % 3],
+        }
+        for i in range(replicas)
+    ]
+
+
+def grokray_pack_rate(config: dict[str, Any], steps: int, replicas: int) -> float:
+    """Model-steps/s of ``train_replicas`` on R *different* configs (``pack_configs``): the unit a
+    packed Tune trial trains. The plain loop of its pair trains the row's own config."""
+    warmup = config["eval_every"]
+    configs = [{**c, "steps": warmup + steps} for c in pack_configs(config, replicas)]
+    clock = EvalClock()
+    outcomes = grokray.engine.train_replicas(configs, stop_on_grok=False, on_eval=clock, batched=True)
+    _check_steps_run(outcomes, warmup + steps)
+    return replicas * steps / clock.seconds(warmup, warmup + steps)
+
+
 def _check_steps_run(outcomes: Sequence[dict[str, Any]], expected: int) -> None:
     short = [o.get("steps_run") for o in outcomes if o.get("steps_run") != expected]
     if short:
@@ -244,6 +275,11 @@ def measure_config(name: str, config: dict[str, Any], plan: Plan) -> list[dict[s
                     r_steps,
                     lambda r=r, s=r_steps: grokray_replicas_rate(config, s, r),
                 )
+            )
+        if name == CONFIG_A:  # R different configs (a packed trial), at R = 16
+            r_steps = replica_steps(steps, 16, plan.eval_every)
+            variants.append(
+                Variant(PACK_VARIANT, 16, r_steps, lambda s=r_steps: grokray_pack_rate(config, s, 16))
             )
         if name == CONFIG_A:  # hand-written batched MLP vs torch.func.vmap, at the largest R
             r = max(plan.replicas[name])
@@ -348,6 +384,10 @@ def check_targets(rows: list[dict[str, Any]], device: str) -> list[dict[str, Any
     if device == "cpu":
         row = find(CONFIG_A, "train_replicas", 16)
         checks.append(judge("CPU: R=16 >= 2x", row, CPU_R16_RATIO, f"{CONFIG_A} train_replicas R=16"))
+        row = find(CONFIG_A, PACK_VARIANT, 16)
+        checks.append(
+            judge("CPU: 16-config pack >= 2x", row, CPU_PACK_RATIO, f"{CONFIG_A} {PACK_VARIANT} 16")
+        )
     if device == "cuda":
         row = find(CONFIG_B, "train_replicas", 64)
         checks.append(judge("GPU: R=64 MLP >= 20x", row, GPU_R64_RATIO, f"{CONFIG_B} train_replicas R=64"))
@@ -364,13 +404,16 @@ def check_targets(rows: list[dict[str, Any]], device: str) -> list[dict[str, Any
 # The study: wall clock with and without early stopping (onset and monotone rules)
 
 STUDY_SAVED_TARGET = 0.5  # "early stopping saves >= 50 % of the default study's step budget"
+STUDY_PACK_WALL_TARGET = 0.40  # "the default study (packed) at most 40 % of its wall clock with pack=1"
 
 
 def run_study(full: bool) -> dict[str, Any]:
-    """``grokray run studies/critical_size.py`` twice, in fresh temp dirs, with and without early stop."""
+    """``grokray run studies/critical_size.py`` three times, in fresh temp dirs: as shipped (packed,
+    early stop), with ``--set pack=1`` (a Tune trial per config), and without early stop."""
     study_file = REPO / "studies" / "critical_size.py"
     runs: dict[str, dict[str, Any]] = {}
-    for label, flags in (("early stop", []), ("no early stop", ["--no-early-stop"])):
+    variants = (("early stop", []), ("pack=1", ["--set", "pack=1"]), ("no early stop", ["--no-early-stop"]))
+    for label, flags in variants:
         with tempfile.TemporaryDirectory(prefix="grokray-bench-") as tmp:
             env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
             for key in ("RAY_ADDRESS", "GROKRAY_STORAGE"):  # a local run, results in the temp dir
@@ -389,25 +432,34 @@ def run_study(full: bool) -> dict[str, Any]:
                 runs[label]["stderr_tail"] = proc.stderr[-2000:]
             print(f"    {wall:.1f} s, exit {proc.returncode}", flush=True)
 
-    with_stop, without = runs["early stop"], runs["no early stop"]
+    with_stop, without, single = runs["early stop"], runs["no early stop"], runs["pack=1"]
 
-    def same(key: str) -> bool:
-        a, b = with_stop.get(key), without.get(key)
+    def same(key: str, other: dict[str, Any]) -> bool:
+        a, b = with_stop.get(key), other.get(key)
         if _missing(a) or _missing(b):
             return _missing(a) and _missing(b)
         return abs(a - b) <= 1e-6
 
-    agree = all(same(key) for key in ("critical_fraction", "ci_low", "ci_high"))
+    agree = all(same(key, without) for key in ("critical_fraction", "ci_low", "ci_high"))
+    agree_single = all(same(key, single) for key in ("critical_fraction", "ci_low", "ci_high"))
     saved = with_stop.get("budget_saved")
+    pack_ratio = with_stop["wall_s"] / single["wall_s"]
     return {
         "profile": "full" if full else "quick",
         "runs": runs,
         "wall_ratio": with_stop["wall_s"] / without["wall_s"],
+        "pack_wall_ratio": pack_ratio,
         "estimates_agree": agree,
+        "estimates_agree_pack1": agree_single,
         "target": {
             "target": f"early stop saves >= {STUDY_SAVED_TARGET:.0%} of the budget, same estimate",
             "saved": saved,
             "status": "PASS" if agree and saved is not None and saved >= STUDY_SAVED_TARGET else "FAIL",
+        },
+        "pack_target": {
+            "target": f"packed wall clock <= {STUDY_PACK_WALL_TARGET:.0%} of pack=1's, same estimate",
+            "ratio": pack_ratio,
+            "status": "PASS" if agree_single and pack_ratio <= STUDY_PACK_WALL_TARGET else "FAIL",
         },
     }
 
@@ -427,6 +479,7 @@ def _study_results(out_dir: Path) -> dict[str, Any]:
         run = float(pd.to_numeric(table["steps_run"], errors="coerce").fillna(0).sum())
         result.update(
             n_trials=len(table),
+            n_tune_trials=int(table["tune_trial_id"].nunique()) if "tune_trial_id" in table else None,
             n_grokked=int(table["grokked"].fillna(False).astype(bool).sum()),
             steps_budget=budget,
             steps_run=run,
@@ -575,7 +628,8 @@ def print_report(
                 "",
                 "wall s",
                 "exit",
-                "trials",
+                "runs",
+                "Tune trials",
                 "grokked",
                 "steps run",
                 "budget",
@@ -592,6 +646,7 @@ def print_report(
                     f"{run['wall_s']:.1f}",
                     str(run["returncode"]),
                     str(run.get("n_trials", "-")),
+                    str(run.get("n_tune_trials", "-")),
                     str(run.get("n_grokked", "-")),
                     _fmt(run.get("steps_run"), ".0f"),
                     _fmt(run.get("steps_budget"), ".0f"),
@@ -609,6 +664,9 @@ def print_report(
         target, saved = study["target"], study["target"]["saved"]
         percent = _fmt(None if saved is None else 100 * saved, ".1f")
         print(f"  {target['status']}  {target['target']}: {percent} %")
+        pack = study["pack_target"]
+        same_estimate = "same estimate" if study["estimates_agree_pack1"] else "estimates DIFFER"
+        print(f"  {pack['status']}  {pack['target']}: {pack['ratio']:.2f} ({same_estimate})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,7 +683,7 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--study",
         action="store_true",
-        help="also run the default study (critical_size.py) with and without early stop (~5 min)",
+        help="also run the default study (critical_size.py): packed, pack=1, no early stop (~8 min)",
     )
     study.add_argument("--study-quick", action="store_true", help="the same with its --quick profile")
     parser.add_argument(

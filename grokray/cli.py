@@ -253,8 +253,13 @@ def _run(study: Any, args: argparse.Namespace) -> int:
         print(f"[{study.name}] note: {note}", flush=True)
     print(
         f"[{study.name}] {study.total_trials} runs ({study.num_configs} configs x {study.seeds} seeds), "
-        f"{study.max_concurrent} configs training at a time; "
-        f"tracking: {settings.current().tracking_uri}",
+        + (
+            f"up to {study.configs_per_pack()} configs a Tune trial (pack={study.pack}), "
+            f"{study.max_concurrent} trials at a time; "
+            if study.configs_per_pack() > 1
+            else f"{study.max_concurrent} configs training at a time; "
+        )
+        + f"tracking: {settings.current().tracking_uri}",
         flush=True,
     )
     try:

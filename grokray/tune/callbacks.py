@@ -23,7 +23,9 @@ from grokray.crash import crash_point
 from grokray.outcomes import curve_keys, outcome_keys
 from grokray.study import Study
 from grokray.tune.results import (
+    PACK,
     config_key,
+    pack_members,
     replica_configs,
     replica_rows,
     run_key,
@@ -116,6 +118,8 @@ class MLflowCallback(Callback):
             key = run_key(trial.trial_id, replica)
             name = run_name(self.study, config, key)
             tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
+            if PACK in trial.config:  # the Tune trial that trains it with others
+                tags["grokray.pack"] = trial.trial_id
             params = applicable(config)  # a run's own config: what applies to it
             record = records.get(str(replica)) or {}
             untrained = record.get("stop_reason") == "dominated" and not record.get("steps_run")
@@ -192,7 +196,8 @@ class MLflowCallback(Callback):
             from grokray.tune.run import SIGTERM_RECEIVED
 
             ended = trials and all(t.status in ("TERMINATED", "ERROR") for t in trials)
-            if ended and len(trials) >= self.study.num_configs and not SIGTERM_RECEIVED.is_set():
+            configs = sum(len(pack_members(t.config)) for t in trials)
+            if ended and configs >= self.study.num_configs and not SIGTERM_RECEIVED.is_set():
                 # every trial has ended: nothing will continue the runs a killed driver left
                 self._retry(self.tracker.supersede_orphans, {t.trial_id for t in trials})
 

@@ -16,17 +16,36 @@ import pandas as pd
 from grokray.outcomes import OUTCOME_KEYS, curve_keys, objectives
 from grokray.study import Study
 
+#: The key of a packed Tune trial's config: the sampled values of each config it trains
+#: (``Study(pack=...)``); a trial of one config (``pack=1``) has them at the top level.
+PACK = "pack"
+
+
+def pack_members(sampled: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sampled values of each config a Tune trial trains, in replica order."""
+    members = sampled.get(PACK)
+    return [dict(m) for m in members] if isinstance(members, (list, tuple)) else [dict(sampled)]
+
 
 def trial_config(study: Study, sampled: Mapping[str, Any]) -> dict[str, Any]:
-    """The full config of a Tune trial (its first replica)."""
-    return study.resolve(sampled)
+    """The full config of a Tune trial's first config (its first replica)."""
+    return study.resolve(pack_members(sampled)[0])
+
+
+def seeds_per_config(study: Study) -> int:
+    """Replicas per config: the study's seeds, one if ``seed`` is searched."""
+    return 1 if "seed" in study.space else study.seeds
 
 
 def replica_configs(study: Study, sampled: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One config per seed replica of a trial: seed, seed+1, … (one replica if ``seed`` is searched)."""
-    config = trial_config(study, sampled)
-    count = 1 if "seed" in study.space else study.seeds
-    return [{**config, "seed": config["seed"] + i, "replicas": count} for i in range(count)]
+    """One config per replica of a trial: for each of its configs, seed, seed+1, … (one replica
+    if ``seed`` is searched). Replica ``r`` belongs to config ``r // seeds_per_config(study)``."""
+    count = seeds_per_config(study)
+    out = []
+    for member in pack_members(sampled):
+        config = study.resolve(member)
+        out.extend({**config, "seed": config["seed"] + i, "replicas": count} for i in range(count))
+    return out
 
 
 def run_key(trial_id: str, replica: int) -> str:
@@ -42,12 +61,21 @@ def config_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
+def trial_result(
+    latest: Mapping[int, Mapping[str, Any]], configs: list[Mapping[str, Any]], per_config: int = 0
+) -> dict[str, Any]:
     """What a trial reports to Tune: every replica's latest record, the objectives averaged over
-    replicas, and ``stop_reason`` = ``running`` while any replica still trains."""
+    replicas, and ``stop_reason`` = ``running`` while any replica still trains. ``configs``: each
+    replica's config; ``per_config``: replicas per config of a packed trial (its ``per_config``)."""
     records = [dict(latest[r]) for r in sorted(latest)]
-    scores = [objectives({**r, "train_fraction": config["train_fraction"]}, config["steps"]) for r in records]
+    own = [configs[r["replica"]] for r in records]
+    scores = [
+        objectives({**r, "train_fraction": c["train_fraction"]}, c["steps"])
+        for r, c in zip(records, own, strict=True)
+    ]
     result: dict[str, Any] = {key: sum(score[key] for score in scores) / len(scores) for key in scores[0]}
+    if per_config:
+        result["per_config"] = per_config
     result.update(
         step=max(r["step"] for r in records),
         replicas={str(r["replica"]): {k: v for k, v in r.items() if v is not None} for r in records},
@@ -58,7 +86,10 @@ def trial_result(latest: Mapping[int, Mapping[str, Any]], config: Mapping[str, A
 
 
 def replayed_results(
-    histories: list[list[dict[str, Any]]], after_step: int, config: Mapping[str, Any]
+    histories: list[list[dict[str, Any]]],
+    after_step: int,
+    configs: list[Mapping[str, Any]],
+    per_config: int = 0,
 ) -> list[dict[str, Any]]:
     """The trial results of every evaluation after ``after_step``, rebuilt from the replicas'
     histories in a checkpoint as ``run_trial`` reported them."""
@@ -70,7 +101,7 @@ def replayed_results(
             upto = [record for record in history if record["step"] <= step]
             if upto:
                 latest[row] = upto[-1]
-        results.append(trial_result(latest, config))
+        results.append(trial_result(latest, configs, per_config))
     return results
 
 

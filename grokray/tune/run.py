@@ -15,7 +15,7 @@ from grokray.study import Study
 from grokray.tune.callbacks import MLflowCallback, ProgressCallback, retry_tracking
 from grokray.tune.finish import finish_study, trial_id_of, trial_table
 from grokray.tune.restore import optuna_fields, restore_decision, saved_state, unstarted_run, write_state
-from grokray.tune.results import trial_curves
+from grokray.tune.results import pack_members, trial_curves
 from grokray.tune.search import fail_unfinished_optuna_trials, make_search, open_optuna_storage
 from grokray.tune.stopper import FailFast, GrokStopper
 from grokray.tune.trainable import run_trial
@@ -127,6 +127,7 @@ def run_study(
         optuna_name = f"{optuna_name}.{time.strftime('%Y%m%d-%H%M%S')}"
     status = "FAILED"
     fail_fast = FailFast(first=min(2, study.num_configs))
+    grok_stopper = GrokStopper(study.size_key(), study.group_names(), study.monotone_stop, study.group_bins())
     try:
         _sigterm_as_sigint()  # after ray.init, which installs a SIGTERM handler of its own
         trainable = tune.with_resources(
@@ -137,12 +138,7 @@ def run_study(
             name=study.name,
             storage_path=store.path,
             storage_filesystem=store.tune_filesystem,
-            stop=CombinedStopper(
-                GrokStopper(study.size_key(), study.group_names(), study.monotone_stop, study.group_bins()),
-                fail_fast,
-            )
-            if early_stop
-            else fail_fast,
+            stop=CombinedStopper(grok_stopper, fail_fast) if early_stop else fail_fast,
             callbacks=[MLflowCallback(study, tracker.uri, tracker.parent_run_id), fail_fast]
             + ([] if verbose else [ProgressCallback(study)]),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
@@ -162,7 +158,9 @@ def run_study(
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=make_search(study, optuna_rdb, optuna_name),
+                    search_alg=make_search(
+                        study, optuna_rdb, optuna_name, grok_stopper if early_stop else None
+                    ),
                     num_samples=study.num_configs,
                     max_concurrent_trials=study.max_concurrent,
                     metric=None,
@@ -187,7 +185,8 @@ def run_study(
                 f"the first {fail_fast.first} trials failed with the same error, so the study stopped: "
                 f"{fail_fast.reason} (traces: each trial's error.txt under {store.show(experiment_dir)})"
             )
-        if SIGTERM_RECEIVED.is_set() or results.num_terminated + results.num_errors < study.num_configs:
+        ended = [t for t in results._experiment_analysis.trials if t.status in ("TERMINATED", "ERROR")]
+        if SIGTERM_RECEIVED.is_set() or sum(len(pack_members(t.config)) for t in ended) < study.num_configs:
             # Tune's own SIGINT handler ends fit() early but normally: that is an interruption
             raise KeyboardInterrupt
         table = trial_table(study, results)

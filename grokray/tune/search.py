@@ -4,10 +4,12 @@ searcher (in memory, or on an RDB storage made safe for ``Tuner.restore``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna.samplers import GridSampler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from grokray.config import StudyError
@@ -67,7 +69,9 @@ def make_space(study: Study) -> DefineByRun:
     return DefineByRun(study.space, study.linked_grids(), study.config, points)
 
 
-def make_sampler(study: Study, seed: int = 0) -> Any:
+def make_sampler(study: Study, seed: int = 0, batched: bool = False) -> Any:
+    """The study's Optuna sampler; ``batched``: proposals asked for a pack at once (TPE lies about
+    the configs still training, ``constant_liar``, so that a batch spreads)."""
     import optuna
 
     if not study.space and not study.linked_grids():  # seeds only (the grid sampler needs a grid)
@@ -93,7 +97,7 @@ def make_sampler(study: Study, seed: int = 0) -> Any:
         return optuna.samplers.GPSampler(seed=seed)
     if study.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=batched)
 
 
 class LargestFirstGridSampler(GridSampler):
@@ -119,7 +123,7 @@ class LargestFirstGridSampler(GridSampler):
             self._all_grids.sort(key=lambda point: -float(sizes[int(point[column])]))
 
 
-def make_search(study: Study, storage: Any = None, study_name: str | None = None) -> Any:
+def make_search(study: Study, storage: Any = None, study_name: str | None = None, rule: Any = None) -> Any:
     """OptunaSearch over the study's space (seeds are replicas inside each trial, not trials).
 
     Without ``storage`` the Optuna study lives in the searcher (in memory, saved with the Tune
@@ -128,6 +132,23 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if study.configs_per_pack() > 1:
+        from grokray.tune.results import seeds_per_config
+
+        return PackSearch(
+            make_space(study),
+            study.metric,
+            study.mode,
+            make_sampler(study, study.sampler_seed, batched=True),
+            per_pack=study.configs_per_pack(),
+            num_configs=study.num_configs,
+            per_config=seeds_per_config(study),
+            resolve=study.resolve,
+            points_to_evaluate=study.sizes_first() or None,
+            storage=storage,
+            study_name=study_name,
+            rule=rule,
+        )
     common = {
         "space": make_space(study),
         "metric": study.metric,
@@ -269,3 +290,212 @@ def masked_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1] if "@" in url else url
+
+
+# Packed trials: one Tune trial trains many configs (Study(pack=...))
+
+
+def _replica_records(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A result's per-replica records, from the nested result or the flat one Tune hands a
+    searcher (``replicas/0/stop_reason``)."""
+    nested = result.get("replicas")
+    if isinstance(nested, Mapping):
+        return {str(k): dict(v) for k, v in nested.items()}
+    records: dict[str, dict[str, Any]] = {}
+    for key, value in result.items():
+        if key.startswith("replicas/"):
+            _, replica, name = key.split("/", 2)
+            records.setdefault(replica, {})[name] = value
+    return records
+
+
+class PackSearch(Searcher):
+    """A Tune searcher whose every suggestion is a pack: up to ``per_pack`` configs, each its own
+    Optuna trial, asked for together (ask/tell) and trained by one Tune trial as one batch.
+
+    The Tune trial's config is ``{"pack": [values, ...]}`` (``grokray.tune.results.PACK``). Each
+    config's outcome is told to Optuna as soon as all its replicas have ended (a config of a pack
+    that is still training others is not held back), its objective the mean over its seeds.
+    Configs whose shapes differ (``grokray.engine.SHARED_KEYS``: width, model, batch size...) are
+    never packed together: the rest of a batch waits for the next suggestion.
+
+    Optuna's samplers see a batch as concurrent trials: the grid sampler hands out points in its
+    order, TPE runs with ``constant_liar`` (``make_sampler(..., batched=True)``) so that a batch is
+    spread rather than ``per_pack`` copies of one proposal, GP and QMC batch natively. Saved with
+    the Tune experiment (``save``/``restore``); on an RDB storage, a restore fails and re-queues the
+    Optuna trials that the restored experiment does not know (as ``StoredOptunaSearch``)."""
+
+    def __init__(
+        self,
+        space: DefineByRun,
+        metric: str,
+        mode: str,
+        sampler: Any,
+        per_pack: int,
+        num_configs: int,
+        per_config: int,
+        resolve: Any,
+        points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+        storage: Any = None,
+        study_name: str | None = None,
+        rule: Any = None,
+    ) -> None:
+        import optuna
+
+        super().__init__(metric=metric, mode=mode)
+        self._rule = rule  # the study's GrokStopper: its monotone rule orders the packs
+        self._space, self._per_pack, self._num_configs = space, per_pack, num_configs
+        self._per_config, self._resolve = per_config, resolve
+        self._ot_study = optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            pruner=optuna.pruners.NopPruner(),
+            study_name=study_name,
+            load_if_exists=True,
+            direction="minimize" if mode == "min" else "maximize",
+        )
+        for point in points_to_evaluate or ():
+            self._ot_study.enqueue_trial(dict(point))
+        self._asked = 0  # configs asked of Optuna (proposed or pending)
+        self._pending: list[tuple[Any, dict[str, Any]]] = []  # asked, of another shape than the last pack
+        # Tune trial id -> its configs: (Optuna trial, values)
+        self._packs: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        self._told: set[int] = set()  # Optuna trial numbers told
+
+    def suggest(self, trial_id: str) -> dict | None:
+        from ray.tune.search.optuna.optuna_search import _OptunaTrialSuggestCaptor
+
+        from grokray.crash import crash_point
+        from grokray.engine import SHARED_KEYS
+        from grokray.tune.results import PACK
+
+        while self._asked < self._num_configs and len(self._pending) < self._per_pack:
+            ot_trial = self._ot_study.ask()
+            captor = _OptunaTrialSuggestCaptor(ot_trial)
+            extra = self._space(captor)
+            self._pending.append((ot_trial, {**captor.captured_values, **(extra or {})}))
+            self._asked += 1
+        if not self._pending:
+            return Searcher.FINISHED
+        pack = self._next_pack(SHARED_KEYS)
+        if not pack:
+            return None  # every pending config waits for a running pack's outcome
+        self._pending = [item for item in self._pending if item not in pack]
+        self._packs[trial_id] = pack
+        crash_point("propose")  # Optuna has asked; Tune does not have the trial yet
+        return {PACK: [values for _, values in pack]}
+
+    def _next_pack(self, shared_keys: Sequence[str]) -> list[tuple[Any, dict[str, Any]]]:
+        """The pending configs to train next, in the sampler's order, of one shape.
+
+        With the monotone rule (``GrokStopper``), the steps it saves come from order: a size is
+        not trained once ``monotone`` larger sizes failed. A pack trains its configs in lockstep,
+        so a size packed beside the larger sizes whose failure would dominate it would train to
+        the budget for nothing. So a config is *contested* while at least ``monotone`` larger
+        sizes of its group, below the smallest that grokked, have failed or are still training
+        (in a running pack, or ahead of it in this one once the group has an outcome: a group's
+        first pack takes its largest sizes on speculation): it waits for their outcome. One that
+        the rule already dominates goes into a pack of its own, which stops before it trains
+        (recorded ``dominated``, 0 steps), as a single-config trial does today."""
+        rule = self._rule if self._rule is not None and self._rule.monotone else None
+        if rule is None or rule.size_key is None:
+            eligible, dominated = list(self._pending), []
+        else:
+            training = [v for pack in self._packs.values() for t, v in pack if t.number not in self._told]
+            eligible, dominated = [], []
+            for item in self._pending:
+                values = item[1]
+                if rule.size_key not in values:
+                    eligible.append(item)
+                    continue
+                size, group = float(values[rule.size_key]), rule.group_of(values)
+                if rule.dominated(size, group):
+                    dominated.append(item)
+                    continue
+                # a group's first pack, before anything is known of it, takes the largest sizes
+                # on speculation (they mostly grok); once it has an outcome, a pack holds no size
+                # whose failure could dominate another of the same pack
+                known = group in rule.smallest_grokked or bool(rule.failed.get(group))
+                beside = [e[1] for e in eligible] if known else []
+                ahead = [float(v[rule.size_key]) for v in training + beside
+                         if rule.size_key in v and rule.group_of(v) == group]  # fmt: skip
+                ceiling = rule.smallest_grokked.get(group, math.inf)
+                contested = {f for f in (*rule.failed.get(group, ()), *ahead) if size < f < ceiling}
+                if len(contested) >= rule.monotone and (training or eligible):
+                    continue  # waits
+                eligible.append(item)
+        chosen = eligible or dominated
+        if not chosen:
+            return []
+        shape = self._shape(chosen[0][1], shared_keys)
+        return [item for item in chosen if self._shape(item[1], shared_keys) == shape][: self._per_pack]
+
+    def _shape(self, values: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, ...]:
+        config = self._resolve(values)
+        return tuple(str(config.get(key)) for key in keys)
+
+    def _tell_ended(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        from grokray.outcomes import objectives
+
+        records = _replica_records(result or {})
+        for member, (ot_trial, values) in enumerate(self._packs.get(trial_id, ())):
+            if ot_trial.number in self._told:
+                continue
+            rows = [records.get(str(member * self._per_config + i)) for i in range(self._per_config)]
+            ended = all(r is not None and r.get("stop_reason", "running") != "running" for r in rows)
+            if not ended and not error and result is not None and result.get("stop_reason") != "done":
+                continue
+            self._told.add(ot_trial.number)
+            # the grid sampler calls ``Study.stop`` once its grid is done, which Optuna allows only
+            # inside ``optimize``: a tell is the end of a trial as ``optimize`` would end it
+            local = self._ot_study._thread_local
+            local.in_optimize_loop, was = True, getattr(local, "in_optimize_loop", False)
+            try:
+                if error or not all(rows):
+                    self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
+                else:
+                    config = self._resolve(values)
+                    fraction = config.get("train_fraction", 0.0)
+                    scores = [objectives({**r, "train_fraction": fraction}, config["steps"]) for r in rows]
+                    value = sum(s[self.metric] for s in scores) / len(scores)
+                    self._ot_study.tell(ot_trial, value, skip_if_finished=True)
+            except UpdateFinishedTrialError:  # told before the driver was killed (an RDB storage)
+                pass
+            except KeyError as err:
+                # GridSampler.after_trial, with one grid point left, reads the told trial's grid
+                # id, which a re-queued (enqueued) trial does not have; the state is written first
+                if "grid_id" not in str(err):
+                    raise
+            finally:
+                local.in_optimize_loop = was
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._tell_ended(trial_id, result, error=False)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._tell_ended(trial_id, result, error)
+        self._packs.pop(trial_id, None)
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        state = {k: v for k, v in self.__dict__.items() if k != "_rule"}  # the stopper saves itself
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(state, file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as file:
+            self.__dict__.update(pickle.load(file))
+        from optuna.storages import InMemoryStorage
+
+        if isinstance(getattr(self._ot_study._storage, "_backend", self._ot_study._storage), InMemoryStorage):
+            return  # the study lives in this pickle: restored as saved
+        # asked after the snapshot: nothing will finish them; their configs are proposed again
+        held = [item for pack in self._packs.values() for item in pack] + self._pending
+        live = {t._trial_id for t, _ in held if t.number not in self._told}
+        requeue_orphaned_optuna_trials(self._ot_study, live)

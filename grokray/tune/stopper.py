@@ -39,34 +39,49 @@ class GrokStopper(Stopper):
         self.smallest_grokked: dict[tuple[Any, ...], float] = {}
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        from grokray.tune.results import pack_members
+
         done = result.get("stop_reason", "running") != "running"
         if not self.monotone or self.size_key is None:
             return done
-        config = result.get("config") or {}
-        if self.size_key not in config:
-            return done
-        size = float(config[self.size_key])
-        group = self.group_of(config)
-        records = list((result.get("replicas") or {}).values())
-        if any(record.get("grokked") for record in records):
-            self.smallest_grokked[group] = min(size, self.smallest_grokked.get(group, math.inf))
-        elif (
-            done
-            and records
-            and all(
-                record.get("stop_reason") == "budget" and not record.get("grok_unconfirmed")
-                for record in records
-            )
-        ):  # a run above the threshold at the budget (unconfirmed) is no evidence of failure below it
-            self.failed.setdefault(group, set()).add(size)
+        replicas = result.get("replicas") or {}
+        members = pack_members(result.get("config") or {})
+        per = int(result.get("per_config") or max(1, len(replicas) // max(1, len(members))))
+        judged = []  # (records, size, group) of each config with a size
+        for m, config in enumerate(members):
+            if self.size_key not in config:
+                continue
+            records = [replicas[str(m * per + i)] for i in range(per) if str(m * per + i) in replicas]
+            size, group = float(config[self.size_key]), self.group_of(config)
+            judged.append((records, size, group))
+            ended = bool(records) and all(r.get("stop_reason", "running") != "running" for r in records)
+            if any(record.get("grokked") for record in records):
+                self.smallest_grokked[group] = min(size, self.smallest_grokked.get(group, math.inf))
+            elif (
+                (done or ended)
+                and records
+                and all(r.get("stop_reason") == "budget" and not r.get("grok_unconfirmed") for r in records)
+            ):  # a run above the threshold at the budget (unconfirmed) is no evidence of failure below it
+                self.failed.setdefault(group, set()).add(size)
         if done:
             return True
-        ceiling = self.smallest_grokked.get(group, math.inf)
-        if sum(size < f < ceiling for f in self.failed.get(group, ())) < self.monotone:
+        if not judged:
             return False
-        for record in records:
-            mark_dominated(record)
+        # a trial stops once every config still training in it is dominated (a pack trains its
+        # configs in one batch: one that is not dominated keeps them all training)
+        running = [(records, size, group) for records, size, group in judged
+                   if any(r.get("stop_reason", "running") == "running" for r in records)]  # fmt: skip
+        if len(judged) < len(members) or not all(self.dominated(size, group) for _, size, group in running):
+            return False
+        for records, _, _ in running:
+            for record in records:
+                mark_dominated(record)
         return True
+
+    def dominated(self, size: float, group: tuple[Any, ...]) -> bool:
+        """Whether a config of ``size`` in ``group`` cannot grok by the monotone rule now."""
+        ceiling = self.smallest_grokked.get(group, math.inf)
+        return sum(size < f < ceiling for f in self.failed.get(group, ())) >= self.monotone
 
     def group_of(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         """The group of a trial: exact values, and the estimate's bin for continuous keys."""

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from grokray import settings
 from grokray.crash import crash_point
 from grokray.study import Study
-from grokray.tune.results import replayed_results, replica_configs, trial_result
+from grokray.tune.results import PACK, replayed_results, replica_configs, seeds_per_config, trial_result
 
 
 def run_trial(sampled: dict[str, Any], study: Study) -> None:
@@ -30,7 +30,9 @@ def run_trial(sampled: dict[str, Any], study: Study) -> None:
     configs = replica_configs(study, sampled)
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
     run = ReplicaRun(configs, stop_on_grok=study.early_stop, engine=knobs.engine)
-    reporter = Reporter(run, configs[0], ray.get_runtime_context().get_node_id(), knobs.checkpoint_seconds)
+    per_config = seeds_per_config(study) if PACK in sampled else 0
+    node = ray.get_runtime_context().get_node_id()
+    reporter = Reporter(run, configs, node, knobs.checkpoint_seconds, per_config)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         state, registered_step = newest_checkpoint_state(checkpoint.filesystem, checkpoint.path)
@@ -44,8 +46,11 @@ class Reporter:
     checkpoint (the whole run state) every ``every`` seconds and at the end, so that a retried
     (``FailureConfig``) or resumed trial continues where it left off."""
 
-    def __init__(self, run: Any, config: Mapping[str, Any], node_id: str, every: float) -> None:
-        self.run, self.config, self.node_id, self.every = run, config, node_id, every
+    def __init__(
+        self, run: Any, configs: list[dict[str, Any]], node_id: str, every: float, per_config: int = 0
+    ) -> None:
+        self.run, self.configs, self.node_id, self.every = run, configs, node_id, every
+        self.per_config = per_config
         self.last_saved = time.monotonic()
 
     def replay(self, registered_step: int) -> None:
@@ -54,7 +59,7 @@ class Reporter:
         they have)."""
         from ray import tune
 
-        for result in replayed_results(self.run.histories, registered_step, self.config):
+        for result in replayed_results(self.run.histories, registered_step, self.configs, self.per_config):
             tune.report({**result, "ray_node_id": self.node_id, "replayed": True})
         self.last_saved = time.monotonic()
 
@@ -62,7 +67,8 @@ class Reporter:
         import torch
         from ray import tune
 
-        result = {**trial_result(self.run.latest_records(), self.config), "ray_node_id": self.node_id}
+        latest = trial_result(self.run.latest_records(), self.configs, self.per_config)
+        result = {**latest, "ray_node_id": self.node_id}
         if time.monotonic() - self.last_saved < self.every and self.run.active:
             tune.report(result)
             return

@@ -66,7 +66,9 @@ def _search_and_study(url: str):
     from grokray.study import load_study
     from grokray.tune.search import make_search, open_optuna_storage
 
-    study = load_study(ROOT / "studies/critical_size.py", ["train_fraction=0.2,0.5,0.8"], quick=True)
+    study = load_study(
+        ROOT / "studies/critical_size.py", ["train_fraction=0.2,0.5,0.8", "pack=1"], quick=True
+    )
     return study, make_search(study, open_optuna_storage(url), "unit")
 
 

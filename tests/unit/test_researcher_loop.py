@@ -7,6 +7,8 @@ import argparse
 import shlex
 import sys
 
+import pytest
+
 from grokray.config import applicable, default_config
 from tests.paths import ROOT
 
@@ -115,14 +117,26 @@ def _readme_study(**fields):
     ).validate()
 
 
-def test_a_tpe_study_over_a_size_grid_trains_every_size_and_says_so():
+def _proposals(search, count):
+    """The first ``count`` configs a searcher proposes, one per trial or several per pack."""
+    from grokray.tune.results import pack_members
+
+    out: list[dict] = []
+    while len(out) < count:
+        out.extend(pack_members(search.suggest(f"t{len(out)}")))
+    return out[:count]
+
+
+@pytest.mark.parametrize("pack", [1, "auto"])
+def test_a_tpe_study_over_a_size_grid_trains_every_size_and_says_so(pack):
     """The README's study: under TPE a grid is a categorical, and six samples are all random
-    start-up; every size of the grid is proposed first (largest first), the rest is TPE's."""
+    start-up; every size of the grid is proposed first (largest first), the rest is TPE's; a
+    trial per config or all six in one pack."""
     from grokray.tune.search import make_search
 
-    study = _readme_study()
+    study = _readme_study(pack=pack)
     search = make_search(study)
-    proposals = [search.suggest(f"t{i}") for i in range(6)]
+    proposals = _proposals(search, 6)
     assert [p["train_fraction"] for p in proposals[:3]] == [0.7, 0.5, 0.3]
     assert all(0.1 <= p["weight_decay"] <= 3.0 for p in proposals)
     notes = study.notes()
@@ -136,8 +150,7 @@ def test_the_sampler_seed_makes_a_rerun_propose_other_configs():
     from grokray.tune.search import make_search
 
     def proposals(study):
-        search = make_search(study)
-        return [search.suggest(f"t{i}")["weight_decay"] for i in range(4)]
+        return [p["weight_decay"] for p in _proposals(make_search(study), 4)]
 
     assert proposals(_readme_study()) == proposals(_readme_study())  # the same seed: the same study
     assert proposals(_readme_study()) != proposals(_readme_study(sampler_seed=1))

@@ -149,9 +149,9 @@ def test_replayed_results_rebuild_each_evaluation_after_the_registered_step():
         [record(0, 0), record(0, 50), record(0, 100), record(0, 150, "budget")],
         [record(1, 0), record(1, 50), record(1, 100, "grokked")],
     ]
-    results = replayed_results(histories, 50, {"train_fraction": 0.5, "steps": 150})
+    results = replayed_results(histories, 50, [{"train_fraction": 0.5, "steps": 150}] * 2)
     assert [r["step"] for r in results] == [100, 150]
     assert [r["stop_reason"] for r in results] == ["running", "done"]
     assert results[1]["replicas"]["1"]["step"] == 100 and results[1]["n_grokked"] == 1
     assert results[0]["boundary_score"] == (1.5 + 0.5) / 2  # replica 0 not grokked, replica 1 grokked
-    assert replayed_results(histories, 150, {"train_fraction": 0.5, "steps": 150}) == []
+    assert replayed_results(histories, 150, [{"train_fraction": 0.5, "steps": 150}] * 2) == []

@@ -13,7 +13,11 @@ def test_a_step_reported_again_after_a_resume_reaches_optuna_once_without_a_warn
     from grokray.tune.search import GrokSearch, make_search
 
     study = Study(
-        name="s", config={"p": 13, "steps": 100}, space={"train_fraction": grid([0.3, 0.7])}, sampler="grid"
+        name="s",
+        config={"p": 13, "steps": 100},
+        space={"train_fraction": grid([0.3, 0.7])},
+        sampler="grid",
+        pack=1,
     ).validate()
     search = make_search(study)
     assert isinstance(search, GrokSearch)

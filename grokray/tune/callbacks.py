@@ -166,24 +166,29 @@ class MLflowCallback(Callback):
         replicas = (trial.last_result or {}).get("replicas") or {}
         curves = trial_curves(trial.local_path, trial.trial_id)
         configs = replica_configs(self.study, trial.config)
-        weights = final_weights(trial) if status == "FINISHED" else {}
+        weights = final_weights(trial)
         with tempfile.TemporaryDirectory() as tmp:
             for replica, config in enumerate(configs):
                 key = run_key(trial.trial_id, replica)
                 record = replicas.get(str(replica), {})
                 outcome = outcome_keys(record)
-                if status == "FAILED":
+                own = status
+                if status == "FAILED" and ended_before_failure(record):
+                    own = "FINISHED"  # ended before its pack raised: its outcome stands
+                elif status == "FAILED":
                     outcome["stop_reason"] = "failed"  # grokked as last reported: the run's record stands
                 frame = curves.get(key) if curves else None
                 name = run_name(self.study, config, key, outcome)  # its outcome in the runs table
                 folder = Path(tmp, key)
                 folder.mkdir()
                 artifacts = []
-                if replica in weights:  # trained and done (a run the stopper ended untrained has none)
+                # trained and done (none if the stopper ended it untrained)
+                if replica in weights and own == "FINISHED":
                     artifacts.append(save_weights(folder / WEIGHTS_FILE, config, weights[replica]))
                 if frame is not None and len(frame) > 1 and "val_acc" in frame:
                     artifacts.append(plot_run_curves(frame, outcome, folder / "grokking_curve.png", name))
-                self._retry(self.tracker.end_trial, key, outcome, frame, status, error, artifacts, name)
+                why = error if own == "FAILED" else None
+                self._retry(self.tracker.end_trial, key, outcome, frame, own, why, artifacts, name)
         crash_point("trial_ended")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -203,6 +208,12 @@ class MLflowCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, trials, "FAILED", error_line(trial) + " (trace: the trial's error.txt)")
+
+
+def ended_before_failure(record: Mapping[str, Any]) -> bool:
+    """Whether a replica of a trial that raised had already ended (grokked, budget, diverged,
+    dominated) as last reported: in a pack, the others' failure does not undo its outcome."""
+    return record.get("stop_reason", "running") not in ("running", "failed")
 
 
 def final_weights(trial: Any) -> dict[int, Any]:
@@ -280,8 +291,12 @@ class ProgressCallback(Callback):
         done = running = grokked = failed = dominated = 0
         for t in trials:
             records = ((t.last_result or {}).get("replicas") or {}).values()
-            if t.status == "ERROR":
-                failed += len(replica_configs(self.study, t.config))
+            if t.status == "ERROR":  # but the replicas of a pack that had ended before it raised
+                ended = [r for r in records if ended_before_failure(r)]
+                failed += len(replica_configs(self.study, t.config)) - len(ended)
+                done += len(ended)
+                grokked += sum(bool(r.get("grokked")) for r in ended)
+                dominated += sum(r.get("stop_reason") == "dominated" for r in ended)
                 continue
             finished = [r for r in records if r.get("stop_reason") != "running" or t.status == "TERMINATED"]
             done += len(finished)

@@ -18,6 +18,7 @@ from grokray.crash import crash_point
 from grokray.outcomes import mark_failed
 from grokray.storage import Storage
 from grokray.study import Study
+from grokray.tune.callbacks import ended_before_failure
 from grokray.tune.results import replica_rows
 
 
@@ -31,8 +32,9 @@ def trial_table(study: Study, results: Any) -> pd.DataFrame:
     for result in results:
         trial_rows = replica_rows(study, trial_id_of(result), result.config or {}, result.metrics or {})
         for row in trial_rows:
-            row["failed"] = result.error is not None
-            if result.error is not None:
+            # a replica of a pack that ended before the pack raised keeps its outcome
+            row["failed"] = result.error is not None and not ended_before_failure(row)
+            if row["failed"]:
                 mark_failed(row)
         rows.extend(trial_rows)
     table = pd.DataFrame(rows)

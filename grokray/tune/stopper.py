@@ -100,7 +100,8 @@ class GrokStopper(Stopper):
 
 
 class FailFast(Callback, Stopper):
-    """Ends the study when its first ``first`` trials to end all failed (after their retries) with
+    """Ends the study when its first ``first`` configs to end (a pack that fails fails each of its
+    configs) all failed (after their retries) with
     the same error and none has succeeded: a failure every trial will hit (a dataset that every
     trial rejects, a bug), not worth minutes of retries and tracebacks. The same object is the
     run's callback (it sees the errors) and one of its stoppers (``stop_all``). ``reason`` is the
@@ -113,9 +114,17 @@ class FailFast(Callback, Stopper):
         self.succeeded = True
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from grokray.tune.callbacks import error_line
+        from grokray.tune.callbacks import ended_before_failure, error_line
+        from grokray.tune.results import pack_members
 
-        self.errors.append(error_line(trial))
+        # a pack's failure fails each of its configs but those that had ended before it (successes)
+        members = len(pack_members(trial.config or {}))
+        records = ((trial.last_result or {}).get("replicas") or {}).values()
+        ended = sum(ended_before_failure(r) for r in records)
+        per = max(1, len(records) // members) if records else 1
+        if ended:
+            self.succeeded = True
+        self.errors.extend([error_line(trial)] * max(0, members - ended // per))
         if not self.succeeded and len(self.errors) >= self.first and len(set(self.errors)) == 1:
             self.reason = self.errors[0]
 

@@ -49,11 +49,13 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("grokray.role") == "study"]
     children = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
-    assert len(parents) == 1 and len(children) == 6  # 3 trials x 2 seed replicas
+    assert len(parents) == 1 and len(children) == 6  # 3 configs x 2 seed replicas
     parent = parents[0]
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert len({c.data.tags["ray.trial_id"] for c in children}) == 3
+    # one packed Tune trial (pack="auto": 16 replicas on a CPU) trained the 3 configs x 2 seeds
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == 1
+    assert {c.data.tags["grokray.pack"] for c in children} == {children[0].data.tags["ray.trial_id"]}
     assert len({c.data.tags["grokray.run_key"] for c in children}) == 6
     pairs = sorted((float(c.data.params["train_fraction"]), int(c.data.params["seed"])) for c in children)
     assert pairs == [(f, s) for f in (0.2, 0.5, 0.8) for s in (0, 1)]
@@ -139,14 +141,17 @@ def test_report_reprints_the_estimate_from_mlflow(smoke, cli):
     assert missing.returncode == 2 and "no study named" in missing.stderr
 
 
-def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cli):
+@pytest.mark.parametrize("pack", ["1", "2"])
+def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cli, pack):
     """Largest size first, one trial at a time: 0.5 and 0.4 spend their (tiny) budget without
-    grokking, so 0.3 and 0.2 are stopped at their first report; every record says so."""
+    grokking, so 0.3 and 0.2 are stopped at their first report; every record says so. Packed two
+    configs a trial, the same: 0.5 and 0.4 are the first pack, and 0.3 and 0.2 wait for its outcome
+    (they would lie below it), then get a pack of their own that stops untrained."""
     from mlflow.tracking import MlflowClient
 
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     study = str(ROOT / "studies/critical_size.py")
-    sets = ["steps=100", "train_fraction=0.2,0.5,0.3,0.4", "max_concurrent=1"]
+    sets = ["steps=100", "train_fraction=0.2,0.5,0.3,0.4", "max_concurrent=1", f"pack={pack}"]
     result = cli("run", study, "--quick", *[a for s in sets for a in ("--set", s)], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 runs at fraction <= 0.3 stopped early" in result.stdout
@@ -156,6 +161,9 @@ def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cl
     assert table.loc[[0.5, 0.4], "steps_run"].tolist() == [100, 100]
     assert table.loc[[0.3, 0.2], "stop_reason"].tolist() == ["dominated", "dominated"]
     assert table.loc[[0.3, 0.2], "steps_run"].max() < 100
+    if pack == "2":  # two packs: the failing sizes, and the dominated ones, untrained
+        assert table.loc[[0.3, 0.2], "steps_run"].max() == 0
+        assert table.groupby("tune_trial_id").size().tolist() == [2, 2]
     assert not table["grokked"].any() and table.loc[[0.3, 0.2], "phase"].isna().all()
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     children = client.search_runs(
@@ -179,8 +187,9 @@ def test_sizes_below_two_that_did_not_grok_are_stopped_as_dominated(tmp_path, cl
 @pytest.mark.parametrize("kill", ["SIGTERM", "SIGKILL"])
 def test_kill_mid_study_then_resume_loses_nothing(tmp_path, kill):
     """SIGTERM after the first finished trial: exit 130, no run left RUNNING. SIGKILL: the driver
-    just dies. Either way --resume finishes the study with exactly one child run per trial, the
-    finished ones untouched, every metric step logged once, and no step trained twice."""
+    just dies. Either way --resume finishes the study with exactly one child run per config, the
+    finished ones untouched, every metric step logged once, and no step trained twice. Packed
+    two configs a trial: 0.8 and 0.7 first, then 0.3 and 0.2."""
     import os
     import signal
     import subprocess
@@ -206,6 +215,8 @@ def test_kill_mid_study_then_resume_loses_nothing(tmp_path, kill):
         "train_fraction=0.2,0.3,0.7,0.8",
         "--set",
         "steps=1500",
+        "--set",
+        "pack=2",
     ]
     proc = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -294,6 +305,7 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
 def test_a_trial_that_keeps_failing_is_recorded_and_the_study_goes_on(tmp_path):
     # the 0.2 trial trains to its 1500-step budget and meets the fault at 1000 on every attempt;
     # the 0.8 trial groks before that and finishes
+    # both in one pack (pack="auto"): 0.8's outcome stands though its pack fails
     result = _run_with_fault(tmp_path, "raise-always@1000", "--set", "max_failures=1")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     runs = _trial_runs(tmp_path)
@@ -349,14 +361,17 @@ def test_tracking_server_outage_mid_study_loses_no_metric(tmp_path):
         experiment = client.get_experiment_by_name("critical-size")
         runs = client.search_runs([experiment.experiment_id])
         assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
-        evaluations = {}
+        evaluations = {}  # (Tune trial, replica) -> the steps it reported
         for result_file in (tmp_path / "results" / "critical-size").glob("*/result.json"):
             records = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-            evaluations[records[0]["trial_id"]] = sorted({r["step"] for r in records})
+            for record in records:
+                for replica, row in record["replicas"].items():
+                    evaluations.setdefault((record["trial_id"], replica), set()).add(row["step"])
         for run in runs:
             if run.data.tags.get("grokray.role") == "trial":
                 steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
-                assert sorted(steps) == evaluations[run.data.tags["ray.trial_id"]]
+                key = (run.data.tags["ray.trial_id"], run.data.tags["grokray.replica"])
+                assert sorted(steps) == sorted(evaluations[key])
     finally:
         if study.poll() is None:
             study.kill()
@@ -368,8 +383,9 @@ def test_a_failure_every_trial_hits_ends_the_study_at_once_with_one_line(tmp_pat
     study, exit 1, one line names the error, the other trials never start, and no run is left
     RUNNING."""
     result = _run_with_fault(
-        tmp_path, "raise-always@0", "--set", "max_failures=0", "--set", "train_fraction=0.2,0.4,0.6,0.8"
-    )
+        tmp_path, "raise-always@0", "--set", "max_failures=0", "--set", "train_fraction=0.2,0.4,0.6,0.8",
+        "--set", "pack=1",
+    )  # fmt: skip
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     failure = [line for line in result.stderr.splitlines() if line.startswith("grokray: study failed:")]
     assert len(failure) == 1 and "RuntimeError: injected fault at step 0" in failure[0]
@@ -377,3 +393,16 @@ def test_a_failure_every_trial_hits_ends_the_study_at_once_with_one_line(tmp_pat
     assert all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
     trials = [r for r in runs if r.data.tags.get("grokray.role") == "trial"]
     assert 2 <= len(trials) < 4  # stopped before every config was tried
+
+
+def test_a_pack_whose_every_config_fails_ends_the_study_with_one_line(tmp_path):
+    """All four configs in one pack, which raises at once: the study failed (exit 1, one line),
+    not a finished study of failed runs."""
+    result = _run_with_fault(
+        tmp_path, "raise-always@0", "--set", "max_failures=0", "--set", "train_fraction=0.2,0.4,0.6,0.8"
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    failure = [line for line in result.stderr.splitlines() if line.startswith("grokray: study failed:")]
+    assert len(failure) == 1 and "RuntimeError: injected fault at step 0" in failure[0]
+    runs = _trial_runs(tmp_path)
+    assert all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]

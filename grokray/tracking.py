@@ -38,6 +38,7 @@ SUPERSEDED_TAG = "grokray.superseded"  # a run left by a killed driver whose con
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # the description the UI shows of an experiment or a run
 STUDY_FILE_TAG = "grokray.study_file"  # experiment tag: the basename of the study file that owns the name
+DRIVER_TAG = "grokray.driver"  # parent run tag: HOST:PID of the driver that runs it now
 MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
 
 
@@ -87,6 +88,12 @@ def ensure_store(uri: str) -> None:
             left.unlink(missing_ok=True)
 
 
+def _driver() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -128,7 +135,8 @@ class StudyTracker:
         """Create the parent run of one ``grokray run``."""
         name = f"{self.study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = self.client.create_run(
-            self.experiment_id, tags={ROLE_TAG: "study", "mlflow.runName": name, **tags}
+            self.experiment_id,
+            tags={ROLE_TAG: "study", "mlflow.runName": name, DRIVER_TAG: _driver(), **tags},
         )
         self.parent_run_id = run.info.run_id
         self.client.log_batch(
@@ -139,7 +147,26 @@ class StudyTracker:
     def reopen_study(self, run_id: str) -> None:
         """Resume: the same parent run goes back to RUNNING."""
         self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, DRIVER_TAG, _driver())
         self.attach(run_id)
+
+    def abandoned_study(self, fingerprint: str) -> str | None:
+        """The parent run of this very study (``fingerprint``) that a driver on this machine
+        created and died with before it saved the run's state file (a kill in the moment between
+        the two): still RUNNING, its driver process gone. The next run continues it rather than
+        leaving it RUNNING beside a second parent run."""
+        import socket
+
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = 'study' and attributes.status = 'RUNNING' "
+            f"and tags.`grokray.fingerprint` = '{fingerprint}'",
+        )
+        for run in runs:
+            host, _, pid = run.data.tags.get(DRIVER_TAG, "").rpartition(":")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                return run.info.run_id
+        return None
 
     def attach(self, run_id: str) -> None:
         """Work under an existing parent run; its child runs are found again by trial id."""

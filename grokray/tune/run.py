@@ -98,8 +98,9 @@ def run_study(
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     tracker = StudyTracker(study.name)
-    if saved.get("parent_run_id"):
-        tracker.reopen_study(saved["parent_run_id"])
+    abandoned = None if saved.get("parent_run_id") else tracker.abandoned_study(fingerprint)
+    if saved.get("parent_run_id") or abandoned:
+        tracker.reopen_study(saved.get("parent_run_id") or abandoned)
     else:
         # what applies of the fixed values (no other task's names; seeds below, not seed/replicas)
         searched = [*study.space, *study.linked]
@@ -119,6 +120,10 @@ def run_study(
         if study.description:
             tags[NOTE_TAG] = study.description  # the parent run's description in the UI
         tracker.start_study(params, tags)
+        # at once: a driver killed from here on leaves a state file naming its parent run
+        write_state(
+            store, experiment_dir, {"parent_run_id": tracker.parent_run_id, "fingerprint": fingerprint}
+        )
 
     # a fresh Optuna study per Tune experiment: one that restarts under an earlier parent run
     # (``unstarted``) gets a new name beside the abandoned one

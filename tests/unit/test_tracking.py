@@ -131,3 +131,28 @@ def test_a_new_sqlite_store_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     before = db.stat().st_mtime_ns
     ensure_store(f"sqlite:///{db}")  # an existing store is left alone
     assert db.stat().st_mtime_ns == before
+
+
+def test_a_parent_run_whose_driver_died_before_its_state_file_is_continued(tmp_path):
+    """A kill between the parent run's creation and the state file that names it: the next run of
+    the same study finds that parent (RUNNING, same fingerprint, its driver process on this machine
+    gone) instead of leaving it RUNNING beside a second one; a live driver's run is not taken."""
+    import socket
+    import subprocess
+    import sys
+
+    from grokray.tracking import DRIVER_TAG, StudyTracker, claim_study_name
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    claim_study_name("s", "s.py", uri)
+    tracker = StudyTracker("s", uri)
+    run_id = tracker.start_study({}, {"grokray.fingerprint": "f1"})
+    assert tracker.abandoned_study("f1") is None  # its driver (this process) is alive
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tracker.client.set_tag(run_id, DRIVER_TAG, f"{socket.gethostname()}:{dead.pid}")
+    again = StudyTracker("s", uri)
+    assert again.abandoned_study("f1") == run_id
+    assert again.abandoned_study("other") is None  # another definition of the study
+    again.reopen_study(run_id)
+    assert again.client.get_run(run_id).data.tags[DRIVER_TAG].endswith(f":{__import__('os').getpid()}")

@@ -63,12 +63,16 @@ class Kill:
     at_s: float = 0.0
     during_resume: str = ""
     stale: bool = False  # Tune's experiment snapshot taken once only: every started trial is unknown to it
+    # replicas a Tune trial trains (Study(pack=...)): "1" is a trial per config, each event once per
+    # config (the points' counts are per config); "2" packs the four configs two a trial
+    pack: str = "1"
 
     @property
     def name(self) -> str:
         what = f"{self.point}:{self.nth}" if self.point else f"t={self.at_s:g}s"
         again = f" +resume {self.during_resume}" if self.during_resume else ""
-        return f"{what} {self.sig}{again}" + (" stale" if self.stale else "")
+        packed = f" pack={self.pack}" if self.pack != "1" else ""
+        return f"{what} {self.sig}{again}" + (" stale" if self.stale else "") + packed
 
 
 def full_sweep(times: list[float]) -> list[Kill]:
@@ -89,7 +93,18 @@ def full_sweep(times: list[float]) -> list[Kill]:
     stale = (("trial_start", 3), ("runs_open", 3), ("result", 5))
     kills += [Kill(p, n, "KILL", stale=True) for p, n in stale]
     kills += [Kill(at_s=t) for t in times]
-    return kills
+    return kills + PACKED
+
+
+# packed trials (two configs a Tune trial: 0.8 and 0.7, then 0.3 and 0.2): a kill while a pack
+# reports, while it checkpoints, as it ends, when its runs open with a stale snapshot
+PACKED = [
+    Kill("result", 2, "KILL", pack="2"),
+    Kill("result", 3, "TERM", pack="2"),
+    Kill("checkpoint_write", 3, "KILL", pack="2"),
+    Kill("trial_end", 1, "KILL", pack="2"),
+    Kill("runs_open", 2, "KILL", stale=True, pack="2"),
+]
 
 
 # the known windows, for ``make test``: a trial started after Tune's last snapshot (issue 16's run:
@@ -98,11 +113,13 @@ def full_sweep(times: list[float]) -> list[Kill]:
 QUICK = [
     Kill("runs_open", 3, "KILL", stale=True),
     Kill("estimate", 1, "KILL", during_resume="before_fit:1"),
+    Kill("runs_open", 2, "KILL", stale=True, pack="2"),
 ]
 
 
 def parse_points(text: str) -> list[Kill]:
-    """``point:n:SIG[+point:n][~stale]`` comma-separated (``runs_open:3:KILL+before_fit:1``)."""
+    """``point:n:SIG[@pack=N][+point:n][~stale]`` comma-separated (``runs_open:3:KILL+before_fit:1``,
+    ``result:2:KILL@pack=2``)."""
     kills = []
     for item in filter(None, text.split(",")):
         item, stale, _ = item.partition("~stale")
@@ -110,7 +127,12 @@ def parse_points(text: str) -> list[Kill]:
         point, nth, sig = ([*first.split(":"), "1", "KILL"])[:3]
         if point not in POINTS:
             raise SystemExit(f"--points: unknown crash point {point!r}; allowed: {', '.join(POINTS)}")
-        kills.append(Kill(point, int(nth), sig.upper(), during_resume=again, stale=bool(stale)))
+        item_pack = "1"
+        if "@pack=" in sig:
+            sig, _, item_pack = sig.partition("@pack=")
+        kills.append(
+            Kill(point, int(nth), sig.upper(), during_resume=again, stale=bool(stale), pack=item_pack)
+        )
     return kills
 
 
@@ -129,14 +151,14 @@ class Result:
     problems: list[str] = field(default_factory=list)
 
 
-def _args(work: Workdir) -> list[str]:
-    return [*FOUR_TRIALS, "--optuna-storage", f"sqlite:///{work.path / 'optuna.db'}"]
+def _args(work: Workdir, pack: str = "1") -> list[str]:
+    return [*FOUR_TRIALS, "--set", f"pack={pack}", "--optuna-storage", f"sqlite:///{work.path / 'optuna.db'}"]
 
 
 def run_study(
-    work: Workdir, extra: list[str], env: dict[str, str], kill_at_s: float = 0.0
+    work: Workdir, extra: list[str], env: dict[str, str], kill_at_s: float = 0.0, pack: str = "1"
 ) -> tuple[int, str]:
-    out = grokray(work, [*_args(work), *extra], env)
+    out = grokray(work, [*_args(work, pack), *extra], env)
     if kill_at_s:
         deadline = time.monotonic() + kill_at_s
         while time.monotonic() < deadline and out.proc.poll() is None:
@@ -215,15 +237,15 @@ def run_kill(kill: Kill, baseline: dict[str, float], keep: bool) -> Result:
             crash_env["TUNE_GLOBAL_CHECKPOINT_S"] = "3600"
         if kill.point:
             crash_env["GROKRAY_CRASH_AT"] = f"{kill.point}:{kill.nth}"
-        code, text = run_study(work, [], crash_env, kill.at_s)
+        code, text = run_study(work, [], crash_env, kill.at_s, kill.pack)
         result.exit_code = code
         # the driver's own message, or its death: a worker's point (checkpoint_write) prints in the
         # worker, whose output the driver does not show without -v
         result.reached = "grokray: crash point" in text or code in (-signal.SIGKILL, 130)
         if kill.during_resume and result.reached:
             again = {**env, "GROKRAY_CRASH_AT": kill.during_resume, "GROKRAY_CRASH_SIGNAL": "KILL"}
-            run_study(work, ["--resume"], again)
-        code, text = run_study(work, ["--resume"], env)
+            run_study(work, ["--resume"], again, pack=kill.pack)
+        code, text = run_study(work, ["--resume"], env, pack=kill.pack)
         if code != 0:
             result.problems.append(f"--resume exit {code}: {text[-600:]}")
         found = records(work, uri)

@@ -64,7 +64,7 @@ def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_p
     study = subprocess.Popen(
         [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
          "--address", address, "--set", "train_fraction=0.2,0.25,0.3,0.35", "--set", "steps=3000",
-         "--set", "max_failures=3"],
+         "--set", "max_failures=3", "--set", "pack=2", "--set", "monotone_stop=0"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: list[str] = []
@@ -72,6 +72,7 @@ def test_worker_node_killed_mid_study_its_trials_finish_elsewhere(cluster, tmp_p
     reader.start()
     results = tmp_path / "results" / "critical-size"
     try:
+        # two packs of two configs (no monotone rule to hold the second back), one per node;
         # wait until trials report from both nodes (1 CPU per node, 1 CPU per trial), then kill one;
         # these small fractions do not grok, so each trial trains its whole 3000-step budget and
         # the worker's trial is still in flight when its node dies. The driver writes each result

@@ -473,7 +473,32 @@ class PackSearch(Searcher):
                 local.in_optimize_loop = was
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._report(trial_id, result)
         self._tell_ended(trial_id, result, error=False)
+
+    def _report(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Each config's objective so far (the mean over its seeds) as an Optuna intermediate
+        value at the pack's ``training_iteration``, once per step (a resumed pack replays steps)."""
+        from ray.tune.result import TRAINING_ITERATION
+
+        from grokray.outcomes import objectives
+
+        step = int(result.get(TRAINING_ITERATION, -1))
+        records = _replica_records(result)
+        last = self.__dict__.setdefault("_last_step", {})  # Optuna trial number -> last step reported
+        for member, (ot_trial, values) in enumerate(self._packs.get(trial_id, ())):
+            if ot_trial.number in self._told or step <= last.get(ot_trial.number, -1):
+                continue
+            rows = [records.get(str(member * self._per_config + i)) for i in range(self._per_config)]
+            if not all(rows):
+                continue
+            config = self._resolve(values)
+            fraction = config.get("train_fraction", 0.0)
+            scores = [
+                objectives({**r, "train_fraction": fraction}, config["steps"])[self.metric] for r in rows
+            ]
+            ot_trial.report(sum(scores) / len(scores), step)
+            last[ot_trial.number] = step
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._tell_ended(trial_id, result, error)

@@ -90,9 +90,13 @@ def test_a_config_is_told_when_its_replicas_end_with_the_mean_of_its_seeds():
     search = make_search(_study(pack=4))
     first = search.suggest("t0")  # 0.9 and 0.7
     # Tune hands a searcher the flattened result; 0.9 has ended (one seed grokked), 0.7 trains on
-    search.on_trial_result("t0", flatten_dict(_result(first, GROKKED, FAILED, RUNNING, RUNNING)))
+    result = _result(first, GROKKED, FAILED, RUNNING, RUNNING, training_iteration=3)
+    search.on_trial_result("t0", flatten_dict(result))
+    search.on_trial_result("t0", flatten_dict(result))  # replayed after a resume: reported once
     by_fraction = {t.params["train_fraction"]: t for t in search._ot_study.get_trials()}
     assert by_fraction[0.9].state == TrialState.COMPLETE
+    # the config still training has its objective so far as an intermediate value (not grokked yet)
+    assert by_fraction[0.7].intermediate_values == {3: pytest.approx(2 - 0.7)}
     # boundary_score: the fraction if grokked, else 2 - fraction; the mean over the two seeds
     assert by_fraction[0.9].value == pytest.approx((0.9 + (2 - 0.9)) / 2)
     assert by_fraction[0.7].state == TrialState.RUNNING

@@ -234,6 +234,14 @@ def grokray_pack_rate(config: dict[str, Any], steps: int, replicas: int) -> floa
     return replicas * steps / clock.seconds(warmup, warmup + steps)
 
 
+def plain_pack_rate(config: dict[str, Any], steps: int, replicas: int) -> float:
+    """Model-steps/s of the plain loop training the same R configs one after another (each has
+    its own data size: a fair baseline for a pack, whose configs cost different amounts a step)."""
+    configs = pack_configs(config, replicas)
+    seconds = sum(steps / plain_loop(c, steps) for c in configs)
+    return replicas * steps / seconds
+
+
 def _check_steps_run(outcomes: Sequence[dict[str, Any]], expected: int) -> None:
     short = [o.get("steps_run") for o in outcomes if o.get("steps_run") != expected]
     if short:
@@ -259,6 +267,7 @@ class Variant:
     grokray: list[float] = dataclasses.field(default_factory=list)
     plain: list[float] = dataclasses.field(default_factory=list)
     error: str | None = None
+    baseline: Callable[[], float] | None = None  # the plain loop's side (default: the row's config)
 
 
 def measure_config(name: str, config: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
@@ -279,7 +288,13 @@ def measure_config(name: str, config: dict[str, Any], plan: Plan) -> list[dict[s
         if name == CONFIG_A:  # R different configs (a packed trial), at R = 16
             r_steps = replica_steps(steps, 16, plan.eval_every)
             variants.append(
-                Variant(PACK_VARIANT, 16, r_steps, lambda s=r_steps: grokray_pack_rate(config, s, 16))
+                Variant(
+                    PACK_VARIANT,
+                    16,
+                    r_steps,
+                    lambda s=r_steps: grokray_pack_rate(config, s, 16),
+                    baseline=lambda s=r_steps: plain_pack_rate(config, s, 16),
+                )
             )
         if name == CONFIG_A:  # hand-written batched MLP vs torch.func.vmap, at the largest R
             r = max(plan.replicas[name])
@@ -291,7 +306,9 @@ def measure_config(name: str, config: dict[str, Any], plan: Plan) -> list[dict[s
         for variant in variants:
             if variant.error is not None:
                 continue
-            variant.plain.append(plain_loop(config, variant.steps))
+            variant.plain.append(
+                variant.baseline() if variant.baseline else plain_loop(config, variant.steps)
+            )
             try:
                 variant.grokray.append(variant.run())
             except Exception as err:  # a trainer under construction: report the row, keep going

@@ -633,7 +633,8 @@ def print_report(
             verdict = f"{check['ratio']:.3f} {sign} {check['threshold']:.3g}"
         status = check["status"] + ("*" if check.get("within_noise") else "")
         target_cells.append([status, check["target"], check["row"], verdict])
-    print("\n".join("  " + line.rstrip() for line in _table(target_cells, left=4)))
+    if target_cells:  # none with --study-only
+        print("\n".join("  " + line.rstrip() for line in _table(target_cells, left=4)))
     if any(check.get("within_noise") for check in checks):
         print("  * within noise: the per-pair ratios lie on both sides of the threshold (raise --reps)")
 

@@ -119,9 +119,12 @@ QUICK = [
 
 def parse_points(text: str) -> list[Kill]:
     """``point:n:SIG[@pack=N][+point:n][~stale]`` comma-separated (``runs_open:3:KILL+before_fit:1``,
-    ``result:2:KILL@pack=2``)."""
+    ``result:2:KILL@pack=2``), or ``t=7`` (SIGKILL 7 s after start)."""
     kills = []
     for item in filter(None, text.split(",")):
+        if item.startswith("t="):  # a moment of the time grid: SIGKILL that many seconds after start
+            kills.append(Kill(at_s=float(item.removeprefix("t=").rstrip("s"))))
+            continue
         item, stale, _ = item.partition("~stale")
         first, _, again = item.partition("+")
         point, nth, sig = ([*first.split(":"), "1", "KILL"])[:3]

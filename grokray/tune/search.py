@@ -497,7 +497,13 @@ class PackSearch(Searcher):
             scores = [
                 objectives({**r, "train_fraction": fraction}, config["steps"])[self.metric] for r in rows
             ]
-            ot_trial.report(sum(scores) / len(scores), step)
+            from optuna.exceptions import UpdateFinishedTrialError
+
+            try:
+                ot_trial.report(sum(scores) / len(scores), step)
+            except UpdateFinishedTrialError:  # told (or failed) before the driver was killed
+                self._told.add(ot_trial.number)
+                continue
             last[ot_trial.number] = step
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

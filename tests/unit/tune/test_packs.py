@@ -195,7 +195,10 @@ def test_a_restored_pack_search_requeues_the_packs_asked_after_the_snapshot(tmp_
     restored.restore(str(snapshot))
     states = [t.state for t in restored._ot_study.get_trials()]
     assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.WAITING) == 2
-    # t0 reruns from its checkpoint and ends again: the values Optuna holds stand, no error
+    # t0 reruns from its checkpoint (reporting again, its configs already COMPLETE in the database)
+    # and ends again: the values Optuna holds stand, no error
+    rerun = _result(first, RUNNING, RUNNING, RUNNING, RUNNING, training_iteration=5)
+    restored.on_trial_result("t0", flatten_dict(rerun))
     restored.on_trial_complete("t0", flatten_dict(grokked))
     again = restored.suggest("t1-again")
     assert sorted(_sizes(again)) == sorted(_sizes(lost))

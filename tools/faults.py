@@ -334,7 +334,7 @@ def sigterm(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran:
     return kill_driver_then_resume(work, rng, fault, signal.SIGTERM)
 
 
-def _result_steps(work: Workdir) -> dict[str, list[int]]:
+def _trial_steps(work: Workdir) -> dict[str, list[int]]:
     """Each Tune trial's evaluation steps, from its ``result.json``, by Tune trial id (without the
     evaluations a resumed trial reported again from its checkpoint, marked ``replayed``)."""
     steps = {}
@@ -342,6 +342,21 @@ def _result_steps(work: Workdir) -> dict[str, list[int]]:
         records = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         if records:
             steps[records[0]["trial_id"]] = [r["step"] for r in records if not r.get("replayed")]
+    return steps
+
+
+def _result_steps(work: Workdir) -> dict[tuple[str, str], list[int]]:
+    """Each replica's evaluation steps, from its Tune trial's ``result.json``, by (Tune trial id,
+    replica): a pack's replicas end at different steps (without the evaluations a resumed trial
+    reported again from its checkpoint, marked ``replayed``)."""
+    steps: dict[tuple[str, str], list[int]] = {}
+    for result_file in (work.path / "results" / STUDY_NAME).glob("*/result.json"):
+        records = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        for record in records:
+            if record.get("replayed"):
+                continue
+            for replica, row in (record.get("replicas") or {}).items():
+                steps.setdefault((record["trial_id"], replica), []).append(row["step"])
     return steps
 
 
@@ -354,7 +369,7 @@ def raise_once(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran:
     for marker in (work.path / "results" / STUDY_NAME).glob("*/result.json"):
         if not (marker.parent / "injected_fault").exists():
             problems.append(f"{marker.parent.name}: the fault did not fire")
-    for trial, steps in _result_steps(work).items():
+    for trial, steps in _trial_steps(work).items():
         if steps != sorted(set(steps)) or steps[-1] <= 300:
             problems.append(f"{trial}: not continued from its checkpoint (steps {steps[:3]}…{steps[-3:]})")
     return Ran(not problems, 2, env["MLFLOW_TRACKING_URI"], problems)
@@ -424,7 +439,8 @@ def outage(work: Workdir, rng: random.Random, fault: dict[str, Any]) -> Ran:
     for run in _runs(database):
         if run["tags"].get("grokray.role") == "trial":
             logged = [m.step for m in client.get_metric_history(run["run_id"], "val_acc")]
-            made = sorted(set(steps.get(run["tags"].get("ray.trial_id", ""), [])))
+            key = (run["tags"].get("ray.trial_id", ""), run["tags"].get("grokray.replica", "0"))
+            made = sorted(set(steps.get(key, [])))
             if sorted(logged) != made:
                 trial = run["tags"].get("ray.trial_id")
                 problems.append(f"{trial}: {len(logged)} val_acc steps in MLflow, {len(made)} made")

@@ -314,15 +314,10 @@ class ProgressCallback(Callback):
 
     def _print(self, trials: list, force: bool = False) -> None:
         now, tty = time.monotonic(), sys.stdout.isatty()
-        if not force and now - self.last < 1.0:
+        if not force and now - self.last < (1.0 if tty else 15.0):
             return
+        self.last = now
         c = self.counts(trials)
-        # in a log: a line every 15 s, and one when runs end (a pack's replicas end inside a trial),
-        # at most one a second
-        ended = c["done"] + c["failed"] != getattr(self, "last_done", 0)
-        if not force and not tty and not ended and now - self.last < 15.0:
-            return
-        self.last, self.last_done = now, c["done"] + c["failed"]
         if tty:
             self._bar(c)
             return

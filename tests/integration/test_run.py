@@ -343,12 +343,12 @@ def test_tracking_server_outage_mid_study_loses_no_metric(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri}
     study = subprocess.Popen(
         [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
-         "--set", "train_fraction=0.2,0.3,0.7,0.8"],
+         "--set", "train_fraction=0.2,0.3,0.7,0.8", "--set", "steps=4000"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        # mid-study: the first progress line with replicas training (the four configs are one pack,
-        # whose replicas may end between two progress lines: a line per run done is not sure to come)
+        # mid-study: the first progress line (every 15 s in a log) with replicas training; the four
+        # configs are one pack, and 4000 steps keep 0.2 and 0.3 training past the first line
         import re
 
         for line in study.stdout:

@@ -56,3 +56,14 @@ def crash_point(name: str) -> None:
 
 
 __all__ = ["POINTS", "crash_point"]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

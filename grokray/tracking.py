@@ -24,6 +24,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from grokray import settings
+from grokray.crash import pid_alive
 
 BASIC_CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")  # every record has these
 TRIAL_TAG = "ray.key"
@@ -84,7 +85,7 @@ def ensure_store(uri: str) -> None:
         tmp.unlink(missing_ok=True)
     for left in path.parent.glob(f".{path.name}.creating-*"):  # left by a driver killed while creating
         pid = left.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             left.unlink(missing_ok=True)
 
 
@@ -92,16 +93,6 @@ def _driver() -> str:
     import socket
 
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StudyTracker:
@@ -164,7 +155,7 @@ class StudyTracker:
         )
         for run in runs:
             host, _, pid = run.data.tags.get(DRIVER_TAG, "").rpartition(":")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
                 return run.info.run_id
         return None
 

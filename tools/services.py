@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grokray.crash import pid_alive
+
 SERVICE_USER = "grokray"
 
 
@@ -82,16 +84,6 @@ def postgres_bin_dir() -> Path | None:
     """The newest ``/usr/lib/postgresql/VERSION/bin`` that has ``initdb``, if any."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     return Path(found[-1]).parent if found else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_pid(pid: int, sig: int, timeout: float) -> None:

@@ -361,6 +361,7 @@ class PackSearch(Searcher):
         # Tune trial id -> its configs: (Optuna trial, values)
         self._packs: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
         self._told: set[int] = set()  # Optuna trial numbers told
+        self._last_step: dict[int, int] = {}  # Optuna trial number -> last intermediate step reported
 
     def suggest(self, trial_id: str) -> dict | None:
         from ray.tune.search.optuna.optuna_search import _OptunaTrialSuggestCaptor
@@ -485,7 +486,7 @@ class PackSearch(Searcher):
 
         step = int(result.get(TRAINING_ITERATION, -1))
         records = _replica_records(result)
-        last = self.__dict__.setdefault("_last_step", {})  # Optuna trial number -> last step reported
+        last = self._last_step
         for member, (ot_trial, values) in enumerate(self._packs.get(trial_id, ())):
             if ot_trial.number in self._told or step <= last.get(ot_trial.number, -1):
                 continue

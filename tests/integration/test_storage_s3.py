@@ -66,9 +66,10 @@ def test_a_study_on_s3_is_interrupted_and_a_plain_rerun_continues_it(s3, tmp_pat
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "GROKRAY_CHECKPOINT_SECONDS": "0",
     }
+    # pack=1: one trial per config, so "1/3 done" comes mid-study (packed, the study is one trial)
     args = [sys.executable, "-m", "grokray", "run", str(ROOT / "studies/critical_size.py"), "--quick",
             "--set", "train_fraction=0.2,0.3,0.8", "--set", "max_concurrent=1", "--set", "pack=1",
-            "--storage", uri]  # fmt: skip  (pack=1: one trial per config, so "1/3 done" comes mid-study)
+            "--storage", uri]  # fmt: skip
     proc = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

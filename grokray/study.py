@@ -102,6 +102,9 @@ class Study:
     # the most replicas (configs x seeds) one Tune trial trains at once: "auto" (from the device) or
     # N >= 1; 1 is one config's seeds per trial
     pack: int | str = "auto"
+    # the most child runs that get their own figure (grokking_curve.png), the first to end; every run
+    # keeps its curves (MLflow's charts, curves.parquet) and the study's figures cover them all
+    run_figures: int = 100
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class Study:
             ("max_concurrent", 1),
             ("max_failures", 0),
             ("monotone_stop", 0),
+            ("run_figures", 0),
         ):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -502,6 +506,7 @@ STUDY_FIELDS = {
     "monotone_stop": int,
     "sampler_seed": int,
     "pack": _pack_value,
+    "run_figures": int,
 }
 
 

@@ -33,6 +33,8 @@ crossing between the last failing and the first grokking size.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -402,17 +404,33 @@ def _column_codes(values: pd.Series, n_bins: int) -> tuple[np.ndarray, list[Any]
 Bins = tuple[float, float, bool]
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_edges(
+    low: float, high: float, log: bool, n_bins: int
+) -> tuple[np.ndarray, tuple[float, ...], tuple[str, ...]]:
+    edges = np.geomspace(low, high, n_bins + 1) if log else np.linspace(low, high, n_bins + 1)
+    edges.flags.writeable = False  # shared by every caller
+    labels = tuple(
+        f"[{_fmt_edge(edges[i])}, {_fmt_edge(edges[i + 1])}{']' if i == n_bins - 1 else ')'}"
+        for i in range(n_bins)
+    )
+    return edges, tuple(float(e) for e in edges[1:-1]), labels
+
+
 def bin_edges(low: float, high: float, log: bool, n_bins: int) -> np.ndarray:
-    return np.geomspace(low, high, n_bins + 1) if log else np.linspace(low, high, n_bins + 1)
+    """The ``n_bins + 1`` edges over ``[low, high]`` (log-spaced when ``log``); read-only, cached:
+    the stopper and the pack search label every config they see."""
+    return _cached_edges(float(low), float(high), bool(log), int(n_bins))[0]
 
 
 def bin_label(value: float, bins: Bins, n_bins: int = 3) -> str:
     """The label of ``value``'s bin among ``n_bins`` bins over the dimension's range (log-spaced
     for a log dimension): ``"[lo, hi)"``, the last bin closed. The monotone stopper groups a
     running trial by the same label as the estimate groups the finished table."""
-    edges = bin_edges(*bins, n_bins)
-    i = int(np.clip(np.searchsorted(edges[1:-1], float(value), side="right"), 0, n_bins - 1))
-    return f"[{_fmt_edge(edges[i])}, {_fmt_edge(edges[i + 1])}{']' if i == n_bins - 1 else ')'}"
+    low, high, log = bins
+    _, inner, labels = _cached_edges(float(low), float(high), bool(log), int(n_bins))
+    i = bisect.bisect_right(inner, float(value))
+    return labels[min(max(i, 0), n_bins - 1)]
 
 
 def _fixed_bin_codes(values: pd.Series, bins: Bins, n_bins: int) -> tuple[np.ndarray, list[Any]]:

@@ -85,6 +85,7 @@ class MLflowCallback(Callback):
         self.last_flush: dict[str, float] = {}
         self.logged_until: dict[str, int] = {}
         self.opened: set[str] = set()  # trials whose child runs are open in this driver
+        self.figures = 0  # per-run figures drawn by this driver (``Study.run_figures``)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
@@ -150,8 +151,10 @@ class MLflowCallback(Callback):
             if record.get("step", -1) > self.logged_until.get(key, -1):
                 self.tracker.log_trial_metrics(key, record, curve_keys(record))
                 self.logged_until[key] = record["step"]
-        now = time.monotonic()
-        if now - self.last_flush.get(trial.trial_id, 0.0) > 5.0:
+        # a trial's metrics go out every 5 s (a second per 100 runs for a larger pack: a flush is a
+        # call per run); a pack that ends sooner sends them with its runs' outcomes
+        now, runs = time.monotonic(), len(result.get("replicas") or ())
+        if now - self.last_flush.setdefault(trial.trial_id, now) > max(5.0, runs / 100):
             self._retry(self.tracker.flush)
             self.last_flush[trial.trial_id] = now
         crash_point("result")
@@ -181,14 +184,15 @@ class MLflowCallback(Callback):
                 name = run_name(self.study, config, key, outcome)  # its outcome in the runs table
                 folder = Path(tmp, key)
                 folder.mkdir()
-                artifacts = []
                 # trained and done (none if the stopper ended it untrained)
                 if replica in weights and own == "FINISHED":
-                    artifacts.append(save_weights(folder / WEIGHTS_FILE, config, weights[replica]))
-                if frame is not None and len(frame) > 1 and "val_acc" in frame:
-                    artifacts.append(plot_run_curves(frame, outcome, folder / "grokking_curve.png", name))
+                    save_weights(folder / WEIGHTS_FILE, config, weights[replica])
+                drawn = self.figures < self.study.run_figures - self.tracker.ended_at_attach
+                if drawn and frame is not None and len(frame) > 1 and "val_acc" in frame:
+                    plot_run_curves(frame, outcome, folder / "grokking_curve.png", name)
+                    self.figures += 1
                 why = error if own == "FAILED" else None
-                self._retry(self.tracker.end_trial, key, outcome, frame, own, why, artifacts, name)
+                self._retry(self.tracker.end_trial, key, outcome, frame, own, why, folder, name)
         crash_point("trial_ended")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

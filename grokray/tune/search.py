@@ -4,6 +4,7 @@ searcher (in memory, or on an RDB storage made safe for ``Tuner.restore``).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -381,7 +382,8 @@ class PackSearch(Searcher):
         pack = self._next_pack(SHARED_KEYS)
         if not pack:
             return None  # every pending config waits for a running pack's outcome
-        self._pending = [item for item in self._pending if item not in pack]
+        taken = {ot_trial.number for ot_trial, _ in pack}
+        self._pending = [item for item in self._pending if item[0].number not in taken]
         self._packs[trial_id] = pack
         crash_point("propose")  # Optuna has asked; Tune does not have the trial yet
         return {PACK: [values for _, values in pack]}
@@ -402,14 +404,23 @@ class PackSearch(Searcher):
         if rule is None or rule.size_key is None:
             eligible, dominated = list(self._pending), []
         else:
-            training = [v for pack in self._packs.values() for t, v in pack if t.number not in self._told]
+            # sizes of each group still training, sorted (bisect): the check of a pending config
+            # is then O(log n), not a pass over every config in flight (10,000-config studies)
+            training: dict[tuple[Any, ...], list[float]] = {}
+            for pack in self._packs.values():
+                for item in pack:
+                    if item[0].number not in self._told and (sized := self._sized(item, rule)):
+                        training.setdefault(sized[1], []).append(sized[0])
+            for sizes in training.values():
+                sizes.sort()
+            beside: dict[tuple[Any, ...], list[float]] = {}  # eligible sizes of each group, sorted
             eligible, dominated = [], []
             for item in self._pending:
-                values = item[1]
-                if rule.size_key not in values:
+                sized = self._sized(item, rule)
+                if sized is None:
                     eligible.append(item)
                     continue
-                size, group = float(values[rule.size_key]), rule.group_of(values)
+                size, group = sized
                 if rule.dominated(size, group):
                     dominated.append(item)
                     continue
@@ -417,23 +428,42 @@ class PackSearch(Searcher):
                 # on speculation (they mostly grok); once it has an outcome, a pack holds no size
                 # whose failure could dominate another of the same pack
                 known = group in rule.smallest_grokked or bool(rule.failed.get(group))
-                beside = [e[1] for e in eligible] if known else []
-                ahead = [float(v[rule.size_key]) for v in training + beside
-                         if rule.size_key in v and rule.group_of(v) == group]  # fmt: skip
                 ceiling = rule.smallest_grokked.get(group, math.inf)
-                contested = {f for f in (*rule.failed.get(group, ()), *ahead) if size < f < ceiling}
+                contested = {f for f in rule.failed.get(group, ()) if size < f < ceiling}
+                for ahead in (training.get(group, []), beside.get(group, []) if known else []):
+                    i, end = bisect.bisect_right(ahead, size), bisect.bisect_left(ahead, ceiling)
+                    while i < end and len(contested) < rule.monotone:
+                        contested.add(ahead[i])
+                        i += 1
                 if len(contested) >= rule.monotone and (training or eligible):
                     continue  # waits
                 eligible.append(item)
+                bisect.insort(beside.setdefault(group, []), size)
         chosen = eligible or dominated
         if not chosen:
             return []
-        shape = self._shape(chosen[0][1], shared_keys)
-        return [item for item in chosen if self._shape(item[1], shared_keys) == shape][: self._per_pack]
+        shape = self._shape(chosen[0], shared_keys)
+        return [item for item in chosen if self._shape(item, shared_keys) == shape][: self._per_pack]
 
-    def _shape(self, values: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, ...]:
-        config = self._resolve(values)
-        return tuple(str(config.get(key)) for key in keys)
+    def _sized(self, item: tuple[Any, dict[str, Any]], rule: Any) -> tuple[float, tuple[Any, ...]] | None:
+        """A config's (size, monotone group), or None without a size; cached by Optuna trial."""
+        cache = self.__dict__.setdefault("_sizes", {})  # a search pickled before the cache had none
+        number = item[0].number
+        if number not in cache:
+            values = item[1]
+            cache[number] = (
+                (float(values[rule.size_key]), rule.group_of(values)) if rule.size_key in values else None
+            )
+        return cache[number]
+
+    def _shape(self, item: tuple[Any, dict[str, Any]], keys: Sequence[str]) -> tuple[str, ...]:
+        """The shared keys of a config's resolved values (``SHARED_KEYS``); cached by Optuna trial."""
+        cache = self.__dict__.setdefault("_shapes", {})
+        number = item[0].number
+        if number not in cache:
+            config = self._resolve(item[1])
+            cache[number] = tuple(str(config.get(key)) for key in keys)
+        return cache[number]
 
     def _tell_ended(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -514,7 +544,8 @@ class PackSearch(Searcher):
     def save(self, checkpoint_path: str) -> None:
         import pickle
 
-        state = {k: v for k, v in self.__dict__.items() if k != "_rule"}  # the stopper saves itself
+        # the stopper saves itself; the caches are rebuilt
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_rule", "_sizes", "_shapes")}
         with open(checkpoint_path, "wb") as file:
             pickle.dump(state, file)
 

@@ -1,7 +1,7 @@
 """Throughput of grokray's trainer as ratios against the plain PyTorch loop of ``bench.plain_loop``.
 
 Run ``python -m bench.bench [--quick] [--json PATH] [--device cpu|cuda] [--study | --study-quick]
-[--study-only]``.
+[--study-only] [--scale N [--scale-only]]`` (``--scale``: ``bench.scale``'s many-config study).
 On a shared 2-core CPU ``--quick`` takes ~1 minute; the full run ~20 (R up to 64 on p=97).
 
 Shared machines make absolute timings noisy, so every figure that is judged is a ratio: each
@@ -707,6 +707,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--study-only", action="store_true", help="only the study comparison (implies --study)"
     )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also run bench/scale_study.py with N configs (10000: issue 14's target, ~15 min here)",
+    )
+    parser.add_argument("--scale-only", action="store_true", help="only the scale study (with --scale N)")
     return parser
 
 
@@ -725,20 +733,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not has_train_replicas():
         print(f"note: {NO_REPLICAS}; its rows are skipped", flush=True)
     rows: list[dict[str, Any]] = []
-    for name, overrides in CONFIGS.items() if not args.study_only else ():
+    for name, overrides in CONFIGS.items() if not (args.study_only or args.scale_only) else ():
         config = {**default_config(), **overrides, "eval_every": plan.eval_every, "device": device, "seed": 0}
         rows += measure_config(name, config, plan)
     checks = check_targets(rows, device) if rows else []
 
     wants_study = args.study or args.study_quick or args.study_only
     study = run_study(full=not args.study_quick) if wants_study else None
+    scale = None
+    if args.scale:
+        from bench.scale import report, run_scale
+
+        scale = run_scale(args.scale)
     elapsed = time.perf_counter() - started
     head["loadavg_at_end"] = _loadavg()
     print_report(head, rows, checks, study)
+    if scale is not None:
+        print()
+        print("\n".join(report(scale)))
     print(f"\nbench: {elapsed:.1f} s", flush=True)
     if args.json:
         payload = {"header": head, "plan": dataclasses.asdict(plan), "rows": rows, "targets": checks}
-        payload.update(study=study, elapsed_s=elapsed)
+        payload.update(study=study, scale=scale, elapsed_s=elapsed)
         Path(args.json).write_text(json.dumps(payload, indent=2))
         print(f"bench: wrote {args.json}")
     return 0

@@ -1,8 +1,9 @@
 """The 10,000-config study of issue 14 (``bench/scale_study.py``): wall clock, and the driver's own
 time per config, against a hand-written loop over the same kind of configs.
 
-Run ``python -m bench.scale [--configs N] [--json PATH]``. The study runs as its users run it
-(``python -m grokray run``, local Ray, MLflow in a SQLite file) in a temporary directory; the
+Run ``python -m bench.scale [--configs N] [--server] [--json PATH]`` (or ``make bench
+ARGS="--scale N"``). The study runs as its users run it (``python -m grokray run``, local Ray, MLflow
+in a SQLite file, or with ``--server`` a real ``mlflow server`` on PostgreSQL) in a temporary directory; the
 driver process reports its own CPU time (``getrusage``: Ray's processes and the trials' workers
 are not in it). The plain loop builds each config's data, network and optimizer and trains its 50
 steps, for ``--plain`` configs drawn from the same space, timed whole and scaled to the study's
@@ -91,11 +92,55 @@ def _mlflow_runs(db: Path) -> int:
     return int(count)
 
 
-def run_scale(configs: int, plain: int = 20) -> dict[str, Any]:
+def _server_runs(uri: str) -> int:
+    """Ended child runs of the study on a tracking server, counted page by page."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("scale")
+    if experiment is None:
+        return 0
+    count, token = 0, None
+    while True:
+        page = client.search_runs(
+            [experiment.experiment_id],
+            "tags.`grokray.role` = 'trial' and attributes.status != 'RUNNING'",
+            max_results=5000,
+            page_token=token,
+        )
+        count += len(page)
+        token = page.token
+        if not token:
+            return count
+
+
+def run_scale(configs: int, plain: int = 20, server: bool = False) -> dict[str, Any]:
+    """The study once, with MLflow in a SQLite file (``make run``'s default) or, with ``server``, on
+    a real ``mlflow server`` over PostgreSQL (a cluster's setup; started here, stopped after)."""
+    if server:
+        from tools.services import MlflowServer, Postgres
+
+        postgres = Postgres.start()
+        base = postgres.base_dir
+        try:
+            backend = postgres.create_database("mlflow")
+            mlflow = MlflowServer.start(
+                backend, base.with_name(base.name + "-artifacts"), base.with_name(base.name + ".log")
+            )
+            try:
+                return _run_scale(configs, plain, mlflow.uri)
+            finally:
+                mlflow.stop()
+        finally:
+            postgres.stop()
+    return _run_scale(configs, plain, None)
+
+
+def _run_scale(configs: int, plain: int, tracking_uri: str | None) -> dict[str, Any]:
     import pandas as pd
 
     with tempfile.TemporaryDirectory(prefix="grokray-scale-") as tmp:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri or f"sqlite:///{tmp}/mlflow.db"}
         env["SCALE_RUSAGE"] = f"{tmp}/rusage.json"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         for key in ("RAY_ADDRESS", "GROKRAY_STORAGE"):
@@ -104,9 +149,10 @@ def run_scale(configs: int, plain: int = 20) -> dict[str, Any]:
         command += ["--storage", f"{tmp}/results", "--set", f"num_samples={configs}"]
         print(f"  scale study: grokray {' '.join(command[4:])}", flush=True)
         started = time.perf_counter()
-        proc = subprocess.run(command, cwd=tmp, env=env, check=False, stdout=subprocess.DEVNULL)
+        proc = subprocess.run(command, cwd=tmp, env=env, check=False)  # its progress lines show
         wall = time.perf_counter() - started
         result: dict[str, Any] = {"configs": configs, "wall_s": wall, "returncode": proc.returncode}
+        result["tracking"] = "mlflow server on PostgreSQL" if tracking_uri else "SQLite file"
         usage_path = Path(tmp, "rusage.json")
         if usage_path.exists():
             result.update(driver_cpu_s=json.loads(usage_path.read_text())["cpu_s"])
@@ -114,7 +160,9 @@ def run_scale(configs: int, plain: int = 20) -> dict[str, Any]:
         if table_path.exists():
             table = pd.read_parquet(table_path)
             result.update(table_rows=len(table), tune_trials=int(table["tune_trial_id"].nunique()))
-        if Path(tmp, "mlflow.db").exists():
+        if tracking_uri:
+            result.update(mlflow_runs=_server_runs(tracking_uri))
+        elif Path(tmp, "mlflow.db").exists():
             result.update(mlflow_runs=_mlflow_runs(Path(tmp, "mlflow.db")))
     print(f"    {wall:.1f} s, exit {proc.returncode}", flush=True)
     print(f"  plain loop: {plain} configs of the same space, built and trained one after another", flush=True)
@@ -129,7 +177,8 @@ def report(result: dict[str, Any]) -> list[str]:
     cpu, wall = get("driver_cpu_s"), result["wall_s"]
     plain = result["plain_s_per_config"] * n
     lines = [
-        f"Scale: bench/scale_study.py, {n} configs (1 seed, 50 steps, random search, pack=256)",
+        f"Scale: bench/scale_study.py, {n} configs (1 seed, 50 steps, random search, pack=256), "
+        f"MLflow: {get('tracking', '?')}",
         f"  exit {result['returncode']}  |  trial table {get('table_rows', '-')} rows  |  "
         f"MLflow {get('mlflow_runs', '-')} ended child runs  |  Tune trials {get('tune_trials', '-')}",
         f"  wall clock            {wall:8.1f} s   {1000 * wall / n:7.1f} ms per config",
@@ -153,9 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--configs", type=int, default=10000, help="configs of the study (default 10000)")
     parser.add_argument("--plain", type=int, default=20, help="configs the plain loop times (default 20)")
+    parser.add_argument(
+        "--server", action="store_true", help="MLflow on a real mlflow server over PostgreSQL, not SQLite"
+    )
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
     args = parser.parse_args(argv)
-    result = run_scale(args.configs, args.plain)
+    result = run_scale(args.configs, args.plain, args.server)
     print("\n".join(report(result)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

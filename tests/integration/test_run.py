@@ -25,6 +25,8 @@ def smoke(tmp_path_factory):
         "train_fraction=0.2,0.5,0.8",
         "--set",
         "seeds=2",
+        "--set",
+        "run_figures=4",  # the first four runs to end get their own figure, the other two not
         cwd=workdir,
         env=env,
         timeout=300,
@@ -75,11 +77,11 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
         assert {"grokked", "phase", "stop_reason", "grokking_step"} <= set(child.data.tags)
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert len(history) >= 3 and history[0].step == 0
-        assert sorted(a.path for a in client.list_artifacts(child.info.run_id)) == [
-            "curves.parquet",
-            "grokking_curve.png",
-            "weights.pt",
-        ]
+    # every run has its curves and weights; its own figure only the first run_figures=4 to end
+    artifacts = [sorted(a.path for a in client.list_artifacts(c.info.run_id)) for c in children]
+    assert sorted(artifacts) == [["curves.parquet", "grokking_curve.png", "weights.pt"]] * 4 + [
+        ["curves.parquet", "weights.pt"]
+    ] * 2
     # the easy split groks and stops early; the hardest does not
     by_fraction = {
         float(c.data.params["train_fraction"]): c for c in children if c.data.params["seed"] == "0"

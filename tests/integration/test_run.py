@@ -79,9 +79,11 @@ def test_mlflow_has_parent_children_params_metrics_artifacts(smoke):
         assert len(history) >= 3 and history[0].step == 0
     # every run has its curves and weights; its own figure only the first run_figures=4 to end
     artifacts = [sorted(a.path for a in client.list_artifacts(c.info.run_id)) for c in children]
-    assert sorted(artifacts) == [["curves.parquet", "grokking_curve.png", "weights.pt"]] * 4 + [
-        ["curves.parquet", "weights.pt"]
-    ] * 2
+    assert (
+        sorted(artifacts)
+        == [["curves.parquet", "grokking_curve.png", "weights.pt"]] * 4
+        + [["curves.parquet", "weights.pt"]] * 2
+    )
     # the easy split groks and stops early; the hardest does not
     by_fraction = {
         float(c.data.params["train_fraction"]): c for c in children if c.data.params["seed"] == "0"

@@ -228,7 +228,7 @@ class StudyTracker:
 
     # -- the trials' child runs ----------------------------------------------------------------
 
-    def _children(self, running: bool = False) -> list[Any]:
+    def _children(self, running: bool = False, page_size: int = 5000) -> list[Any]:
         """The parent's child runs (all of them, page by page: a study may have more than a
         search returns at once), or only those still RUNNING."""
         where = f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
@@ -238,7 +238,7 @@ class StudyTracker:
         token = None
         while True:
             page = self.client.search_runs(
-                [self.experiment_id], filter_string=where, max_results=5000, page_token=token
+                [self.experiment_id], filter_string=where, max_results=page_size, page_token=token
             )
             runs.extend(page)
             token = page.token

@@ -156,3 +156,44 @@ def test_a_parent_run_whose_driver_died_before_its_state_file_is_continued(tmp_p
     assert again.abandoned_study("other") is None  # another definition of the study
     again.reopen_study(run_id)
     assert again.client.get_run(run_id).data.tags[DRIVER_TAG].endswith(f":{__import__('os').getpid()}")
+
+
+def test_every_child_run_is_found_page_by_page_and_only_running_ones_are_killed(tracker):
+    for i in range(7):
+        tracker.start_trial(f"t{i}-r0", f"r{i}", {}, {"ray.trial_id": f"t{i}"}, config_key=f"c{i}")
+    for i in range(3):
+        tracker.end_trial(f"t{i}-r0", {"stop_reason": "budget"}, None)
+    assert len(tracker._children(page_size=3)) == 7  # three pages
+    assert len(tracker._children(running=True, page_size=2)) == 4
+    assert tracker.finish_open_runs() == 4
+    assert {r.info.status for r in tracker._children()} == {"FINISHED", "KILLED"}
+
+
+def test_a_run_ends_with_its_queued_metrics_outcome_and_files_in_three_calls(tracker, tmp_path, monkeypatch):
+    import pandas as pd
+
+    tracker.start_trial("t1-r0", "r", {}, {"ray.trial_id": "t1"}, config_key="a")
+    for step in (0, 10):
+        tracker.log_trial_metrics("t1-r0", {"step": step, "val_acc": 0.5 + step / 100, "train_loss": 1.0})
+    calls = []
+    for name in ("log_batch", "log_artifacts", "log_artifact", "set_terminated"):
+        real = getattr(tracker.client, name)
+        monkeypatch.setattr(
+            tracker.client,
+            name,
+            lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw),
+        )
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "weights.pt").write_bytes(b"w")
+    curves = pd.DataFrame({"step": [0, 10], "val_acc": [0.5, 0.6]})
+    outcome = {"grokked": False, "stop_reason": "budget", "steps_run": 10}
+    tracker.end_trial("t1-r0", outcome, curves, folder=folder, name="r no grok")
+    assert calls == ["log_batch", "log_artifacts", "set_terminated"]
+    (run,) = tracker._children()
+    history = tracker.client.get_metric_history(run.info.run_id, "val_acc")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (10, 0.6)]
+    assert run.data.metrics["steps_run"] == 10 and run.data.tags["stop_reason"] == "budget"
+    assert run.info.run_name == "r no grok" and run.info.status == "FINISHED"
+    files = sorted(a.path for a in tracker.client.list_artifacts(run.info.run_id))
+    assert files == ["curves.parquet", "weights.pt"]

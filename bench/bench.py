@@ -747,7 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale = run_scale(args.scale)
     elapsed = time.perf_counter() - started
     head["loadavg_at_end"] = _loadavg()
-    print_report(head, rows, checks, study)
+    if rows or study is not None:  # not with --scale-only: no throughput table to print
+        print_report(head, rows, checks, study)
     if scale is not None:
         print()
         print("\n".join(report(scale)))

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import resource
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -82,18 +81,8 @@ def plain_seconds(count: int, seed: int = 0) -> float:
     return time.perf_counter() - started
 
 
-def _mlflow_runs(db: Path) -> int:
-    """Child runs in the study's tracking database, ended (not RUNNING)."""
-    with sqlite3.connect(db) as con:
-        (count,) = con.execute(
-            "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
-            "where t.key = 'grokray.role' and t.value = 'trial' and r.status != 'RUNNING'"
-        ).fetchone()
-    return int(count)
-
-
-def _server_runs(uri: str) -> int:
-    """Ended child runs of the study on a tracking server, counted page by page."""
+def _ended_runs(uri: str) -> int:
+    """Ended child runs of the study in its tracking store, counted page by page."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -160,10 +149,8 @@ def _run_scale(configs: int, plain: int, tracking_uri: str | None) -> dict[str, 
         if table_path.exists():
             table = pd.read_parquet(table_path)
             result.update(table_rows=len(table), tune_trials=int(table["tune_trial_id"].nunique()))
-        if tracking_uri:
-            result.update(mlflow_runs=_server_runs(tracking_uri))
-        elif Path(tmp, "mlflow.db").exists():
-            result.update(mlflow_runs=_mlflow_runs(Path(tmp, "mlflow.db")))
+        if tracking_uri or Path(tmp, "mlflow.db").exists():
+            result.update(mlflow_runs=_ended_runs(env["MLFLOW_TRACKING_URI"]))
     print(f"    {wall:.1f} s, exit {proc.returncode}", flush=True)
     print(f"  plain loop: {plain} configs of the same space, built and trained one after another", flush=True)
     seconds = plain_seconds(plain)

@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Collection, Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -380,8 +381,8 @@ class StudyTracker:
             self.flush(key)
         self.client.log_batch(run_id, metrics=queue + metrics, tags=tags)
         del queue[:]
-        with tempfile.TemporaryDirectory() as tmp:
-            where = Path(folder) if folder is not None else Path(tmp)
+        with nullcontext(folder) if folder is not None else tempfile.TemporaryDirectory() as path:
+            where = Path(path)
             if curves is not None and len(curves):
                 pq.write_table(pa.Table.from_pandas(curves, preserve_index=False), where / "curves.parquet")
             if any(where.iterdir()):
@@ -395,9 +396,8 @@ class StudyTracker:
         self.flush()
         count = 0
         for run in self._children(running=True):
-            if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
-                self.client.set_terminated(run.info.run_id, status)
-                count += 1
+            self.client.set_terminated(run.info.run_id, status)
+            count += 1
         return count
 
 

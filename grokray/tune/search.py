@@ -446,24 +446,26 @@ class PackSearch(Searcher):
         return [item for item in chosen if self._shape(item, shared_keys) == shape][: self._per_pack]
 
     def _sized(self, item: tuple[Any, dict[str, Any]], rule: Any) -> tuple[float, tuple[Any, ...]] | None:
-        """A config's (size, monotone group), or None without a size; cached by Optuna trial."""
-        cache = self.__dict__.setdefault("_sizes", {})  # a search pickled before the cache had none
-        number = item[0].number
-        if number not in cache:
-            values = item[1]
-            cache[number] = (
-                (float(values[rule.size_key]), rule.group_of(values)) if rule.size_key in values else None
-            )
-        return cache[number]
+        """A config's (size, monotone group), or None without a size."""
+        key = rule.size_key
+        return self._memo("_sizes", item, lambda v: (float(v[key]), rule.group_of(v)) if key in v else None)
 
     def _shape(self, item: tuple[Any, dict[str, Any]], keys: Sequence[str]) -> tuple[str, ...]:
-        """The shared keys of a config's resolved values (``SHARED_KEYS``); cached by Optuna trial."""
-        cache = self.__dict__.setdefault("_shapes", {})
+        """The shared keys of a config's resolved values (``SHARED_KEYS``)."""
+
+        def shape(values: dict[str, Any]) -> tuple[str, ...]:
+            config = self._resolve(values)
+            return tuple(str(config.get(k)) for k in keys)
+
+        return self._memo("_shapes", item, shape)
+
+    def _memo(self, cache: str, item: tuple[Any, dict[str, Any]], compute: Any) -> Any:
+        """``compute(values)`` of a pending or packed config, once per Optuna trial (not saved)."""
+        memo = self.__dict__.setdefault(cache, {})  # absent in a search restored from a pickle
         number = item[0].number
-        if number not in cache:
-            config = self._resolve(item[1])
-            cache[number] = tuple(str(config.get(key)) for key in keys)
-        return cache[number]
+        if number not in memo:
+            memo[number] = compute(item[1])
+        return memo[number]
 
     def _tell_ended(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> None:
         from optuna.exceptions import UpdateFinishedTrialError

@@ -1,7 +1,8 @@
 """Throughput of grokray's trainer as ratios against the plain PyTorch loop of ``bench.plain_loop``.
 
 Run ``python -m bench.bench [--quick] [--json PATH] [--device cpu|cuda] [--study | --study-quick]
-[--study-only] [--scale N [--scale-only]]`` (``--scale``: ``bench.scale``'s many-config study).
+[--study-only] [--scale N [--scale-only]] [--boundary]`` (``--scale``: ``bench.scale``'s many-config
+study; ``--boundary``: ``bench.boundary``'s boundary search against the grid, on its own).
 On a shared 2-core CPU ``--quick`` takes ~1 minute; the full run ~20 (R up to 64 on p=97).
 
 Shared machines make absolute timings noisy, so every figure that is judged is a ratio: each
@@ -715,11 +716,22 @@ def _parser() -> argparse.ArgumentParser:
         help="also run bench/scale_study.py with N configs (10000: issue 14's target, ~15 min here)",
     )
     parser.add_argument("--scale-only", action="store_true", help="only the scale study (with --scale N)")
+    parser.add_argument(
+        "--boundary",
+        action="store_true",
+        help="only the boundary search against the grid and a dense sweep (bench.boundary, ~12 min)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.boundary:  # issue 15's comparison, on its own
+        from bench.boundary import main as boundary_main
+
+        return boundary_main(
+            [*(["--quick"] if args.quick else []), *(["--json", args.json] if args.json else [])]
+        )
     started = time.perf_counter()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

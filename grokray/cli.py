@@ -252,7 +252,8 @@ def _run(study: Any, args: argparse.Namespace) -> int:
     for note in study.notes():
         print(f"[{study.name}] note: {note}", flush=True)
     print(
-        f"[{study.name}] {study.total_trials} runs ({study.num_configs} configs x {study.seeds} seeds), "
+        f"[{study.name}] {'at most ' if study.sampler == 'boundary' else ''}{study.total_trials} runs "
+        f"({study.num_configs} configs x {study.seeds} seeds), "
         + (
             f"up to {study.configs_per_pack()} configs a Tune trial (pack={study.pack}), "
             f"{study.max_concurrent} trials at a time; "

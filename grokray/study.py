@@ -24,7 +24,10 @@ from grokray.config import PARAMS, StudyError, check_config, coerce, default_con
 from grokray.outcomes import OBJECTIVES, OUTCOME_KEYS
 from grokray.space import Dimension, grid
 
-SAMPLERS = ("tpe", "random", "grid", "gp", "qmc")
+SAMPLERS = ("tpe", "random", "grid", "gp", "qmc", "boundary")
+
+#: configs a boundary study trains at most per group when ``num_samples`` is 0
+BOUNDARY_CONFIGS = 64
 
 # ---------------------------------------------------------------------------------------------
 # Headline plots of a study (drawn by grokray.analysis.study_plots, logged to MLflow as PNG)
@@ -105,6 +108,12 @@ class Study:
     # the most child runs that get their own figure (grokking_curve.png), the first to end; every run
     # keeps its curves (MLflow's charts, curves.parquet) and the study's figures cover them all
     run_figures: int = 100
+    # sampler="boundary": stop once the 95 % posterior interval of the critical size is narrower
+    # than this in every group (size units: a fraction, or examples); 0: a 40th of the size range
+    precision: float = 0.0
+    # sampler="boundary": the most model-steps (steps trained, summed over runs) the study spends;
+    # 0: no limit but num_samples
+    max_steps_total: int = 0
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -189,12 +198,20 @@ class Study:
                         f"space.{key}",
                         "the grid sampler needs grid(), categorical(), integer() or uniform(step=...)",
                     )
-        if self.num_samples == 0 and self.sampler != "grid":
+        if self.sampler == "boundary":
+            self._check_boundary()
+        elif self.precision or self.max_steps_total:
+            field_name = "precision" if self.precision else "max_steps_total"
+            raise StudyError(field_name, f"applies to sampler='boundary' only (sampler is {self.sampler!r})")
+        if self.num_samples == 0 and self.sampler not in ("grid", "boundary"):
             raise StudyError("num_samples", "must be > 0 unless sampler='grid' (0 = every grid point)")
         if not self.space and self.num_samples > 1 and self.seeds == 1:
             raise StudyError("space", "is empty: nothing to search; add a dimension or use seeds")
         for key, value in self.quick.items():
-            if key not in ("steps", "num_samples", "seeds", "eval_every", "space"):
+            if (
+                key not in ("steps", "num_samples", "seeds", "eval_every", "space")
+                and key not in STUDY_FIELDS
+            ):
                 coerce(key, value)
         if not isinstance(self.plots, list) or not all(isinstance(p, Plot) for p in self.plots):
             raise StudyError("plots", "must be a list of Plot(kind=..., x=..., y=...)")
@@ -216,6 +233,60 @@ class Study:
         if values and max(values) != self.resolve({})["train_size"]:  # the largest size must fit the data
             check_config(self.resolve({"train_size": max(values)}))
         return self
+
+    def _check_boundary(self) -> None:
+        """sampler='boundary': a searched data size, every other searched name a grid (one search
+        per grid point), no linked grids, ``precision`` and ``max_steps_total`` in range."""
+        size_key = self.size_key()
+        if size_key is None:
+            raise StudyError(
+                "sampler", "'boundary' searches a data size: put train_fraction or train_size in space"
+            )
+        dim = self.space[size_key]
+        values = dim.grid_values()
+        if dim.log or (values is not None and len(values) < 2):
+            raise StudyError(
+                f"space.{size_key}",
+                "sampler='boundary' needs a linear range (uniform(), integer()) or a grid",
+            )
+        for key, other in self.space.items():
+            if key == "seed":
+                raise StudyError("space.seed", "sampler='boundary' trains Study(seeds=N) seeds per size")
+            if key != size_key and other.grid_values() is None:
+                raise StudyError(
+                    f"space.{key}",
+                    "sampler='boundary' runs one search per value of the other names: give grid() or "
+                    "categorical()",
+                )
+        if self.linked_grids():
+            raise StudyError("linked", "sampler='boundary' does not search linked grids")
+        precision = self.precision
+        if isinstance(precision, bool) or not isinstance(precision, (int, float)) or precision < 0:
+            raise StudyError(
+                "precision", f"got {precision!r}; allowed: a number >= 0 (0: a 40th of the range)"
+            )
+        total = self.max_steps_total
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise StudyError("max_steps_total", f"got {total!r}; allowed: an integer >= 0 (0: no limit)")
+
+    def size_range(self) -> tuple[float, float]:
+        """The searched data size's range (its grid's ends for a grid)."""
+        dim = self.space[self.size_key() or "train_fraction"]
+        values = dim.grid_values()
+        if dim.choices is not None and values:
+            return float(min(values, key=float)), float(max(values, key=float))
+        return float(dim.low), float(dim.high)  # type: ignore[arg-type]
+
+    def boundary_precision(self) -> float:
+        """``precision``, or a 40th of the size range when 0."""
+        low, high = self.size_range()
+        return float(self.precision) if self.precision else (high - low) / 40.0
+
+    @property
+    def monotone(self) -> int:
+        """The monotone rule's k as the study uses it: off for the boundary sampler, which places
+        its own sizes and whose posterior allows a seed to fail above another's success."""
+        return 0 if self.sampler == "boundary" else self.monotone_stop
 
     def _check_dimension(self, key: str, dim: Any, field: str = "") -> None:
         field = field or f"space.{key}"
@@ -263,6 +334,8 @@ class Study:
         config.update(self.config)
         for key, dim in self.space.items():
             config[key] = coerce(key, sampled[key]) if key in sampled else dim.first()
+        if "seed" in sampled and "seed" not in self.space:  # a boundary study's seeds, one set a config
+            config["seed"] = coerce("seed", sampled["seed"])
         named = set(self.config) | set(self.space)
         for key, by_value in self.linked.items():  # e.g. each optimizer with its own lr
             for name, setting in by_value.get(config[key], {}).items():
@@ -327,7 +400,7 @@ class Study:
         choose), so that every size of the grid is trained: under TPE a grid is a categorical, and
         its random start-up may never draw some values. ``grid`` visits every point anyway."""
         sizes = self.size_grid()
-        if self.sampler == "grid" or not sizes:
+        if self.sampler in ("grid", "boundary") or not sizes:
             return []
         size_key = self.size_key()
         return [{size_key: v} for v in sorted(sizes, key=float, reverse=True)][: self.num_configs]
@@ -341,6 +414,20 @@ class Study:
                 f"{self.sampler} proposes its first {startup} configs at random: num_samples="
                 f"{self.num_configs} is all random start-up (sampler='random' says so, 'grid' covers a grid)"
             )
+        if self.sampler == "boundary":
+            low, high = self.size_range()
+            limits = [f"the 95 % interval of the critical {self.size_key()} is narrower than "
+                      f"{self.boundary_precision():g} in every group"]  # fmt: skip
+            if self.max_steps_total:
+                limits.append(f"{self.max_steps_total:,} model-steps are spent")
+            limits.append(f"{self.num_configs} configs are trained")
+            off = f"; monotone_stop={self.monotone_stop} is off (the search places its own sizes)"
+            out.append(
+                f"boundary search over {self.size_key()} in [{low:g}, {high:g}]: it stops once "
+                + ", or once ".join(limits)
+                + (off if self.monotone_stop else "")
+            )
+            return out
         sizes = self.size_grid()
         if sizes and self.sampler != "grid":
             size_key = self.size_key()
@@ -372,8 +459,12 @@ class Study:
 
     @property
     def num_configs(self) -> int:
+        """The configs the study trains (for the boundary sampler, the most it may train)."""
         if self.num_samples:
             return self.num_samples
+        if self.sampler == "boundary":
+            groups = [d.grid_values() or () for k, d in self.space.items() if k != self.size_key()]
+            return BOUNDARY_CONFIGS * math.prod(len(v) for v in groups)
         if self.linked_grids():
             return len(self.grid_points())
         return math.prod(len(d.grid_values() or ()) for d in self.space.values()) or 1
@@ -422,6 +513,9 @@ class Study:
             payload["pack"] = self.pack
         if self.sampler_seed:  # only when set: the fingerprint of studies from before is unchanged
             payload["sampler_seed"] = self.sampler_seed
+        if self.sampler == "boundary":  # where a boundary search stops
+            payload["precision"] = self.precision
+            payload["max_steps_total"] = self.max_steps_total
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -507,6 +601,8 @@ STUDY_FIELDS = {
     "sampler_seed": int,
     "pack": _pack_value,
     "run_figures": int,
+    "precision": float,
+    "max_steps_total": int,
 }
 
 

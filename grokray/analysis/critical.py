@@ -21,6 +21,12 @@ Bootstrap design (the choices the brief left open):
 * **Never finer than the tried sizes.**  The interval spans at least the tried sizes just
   below and above the estimate (``_resolution_floor``): with separated outcomes every
   resample is identical and the percentile interval alone would be a point.
+* **Drawn from the fit where sizes were tried once.**  A size tried by one run has nothing to
+  resample within it, so a design of single runs (the boundary search's, a random search over
+  sizes) would give every resample the same data and a point for an interval. There, the
+  bootstrap is parametric (Wichmann & Hill 2001, as psignifit does): each resample draws every
+  run's outcome from the fitted curve at its size. A design whose every size has two or more
+  runs (a grid with seeds) is resampled within sizes as above.
 * **Seeded per group.**  Every group uses a fresh ``numpy.random.default_rng(seed)``, so a
   group's interval does not depend on which other groups exist, and the plot can redraw
   exactly the resamples behind the reported interval.
@@ -49,11 +55,13 @@ __all__ = [
     "LogisticBootstrap",
     "bootstrap_curves",
     "bootstrap_logistic",
+    "critical_by_budget",
     "critical_data_size",
     "critical_point",
     "fit_logistic",
     "format_estimates",
     "grok_probability_by_size",
+    "logistic_fit_p",
     "split_groups",
 ]
 
@@ -77,6 +85,7 @@ ESTIMATE_KEYS: tuple[str, ...] = (
     "n_grokked",
     "budget_steps",
     "slope",
+    "fit_p",
     "note",
 )
 
@@ -253,8 +262,10 @@ def bootstrap_logistic(
     n_bootstrap: int = 1000,
     seed: int = 0,
     ridge: float = DEFAULT_RIDGE,
+    parametric: bool | None = None,
 ) -> LogisticBootstrap:
-    """Refit the logistic on ``n_bootstrap`` resamples stratified by x value.
+    """Refit the logistic on ``n_bootstrap`` resamples stratified by x value, or (``parametric``;
+    by default when some x value has a single run) drawn from the fitted curve at each x.
 
     See the module docstring for why resamples are stratified and how all-1 / all-0
     resamples are counted.  Deterministic for a given ``seed``.
@@ -263,8 +274,15 @@ def bootstrap_logistic(
     if xa.size == 0:
         raise ValueError("cannot bootstrap an empty sample")
     rng = np.random.default_rng(seed)
-    idx = _stratified_indices(xa, n_bootstrap, rng)
-    xb, yb = xa[idx], ya[idx]
+    if parametric is None:  # a size tried once has nothing to resample within it
+        parametric = bool(np.any(np.unique(xa, return_counts=True)[1] < 2))
+    if parametric and 0 < ya.sum() < ya.size:
+        a0, b0 = fit_logistic(xa, ya, ridge)
+        xb = np.broadcast_to(xa, (n_bootstrap, xa.size))
+        yb = (rng.random((n_bootstrap, xa.size)) < _sigmoid(a0 + b0 * xa)).astype(float)
+    else:
+        idx = _stratified_indices(xa, n_bootstrap, rng)
+        xb, yb = xa[idx], ya[idx]
     n_pos = yb.sum(axis=1)
     status = np.where(n_pos == xa.size, 1, np.where(n_pos == 0, -1, 0)).astype(np.int8)
     lo, hi = float(xa.min()), float(xa.max())
@@ -292,6 +310,51 @@ def bootstrap_curves(
 ) -> np.ndarray:
     """Fitted curves of :func:`bootstrap_logistic` on ``grid``, shape ``(n_bootstrap, G)``."""
     return bootstrap_logistic(x, y, n_bootstrap, seed, ridge).curves(grid)
+
+
+def _deviance(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Deviance of fits ``(a, b)`` (one per row of ``y``) against the saturated model of the
+    sizes: 2 Σ over sizes of k log(k/np) + (n−k) log((n−k)/(n(1−p))), rows of ``y`` shape (B, n)."""
+    sizes, inverse = np.unique(x, return_inverse=True)
+    n = np.bincount(inverse).astype(float)
+    k = np.stack([np.bincount(inverse, weights=row, minlength=sizes.size) for row in y])
+    p = _sigmoid(a[:, None] + b[:, None] * sizes[None, :])
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grok = np.where(k > 0, k * np.log(k / (n * p)), 0.0)
+        fail = np.where(n - k > 0, (n - k) * np.log((n - k) / (n * (1 - p))), 0.0)
+    return 2.0 * (grok + fail).sum(axis=1)
+
+
+def logistic_fit_p(
+    x: np.ndarray, y: np.ndarray, n_sims: int = 500, seed: int = 0, ridge: float = DEFAULT_RIDGE
+) -> float:
+    """Goodness of fit of the logistic: the parametric-bootstrap p-value of its deviance.
+
+    Outcomes are drawn from the fitted curve at the tried sizes, refitted, and the p-value is the
+    share of simulated deviances at least the observed one (binary outcomes at a few runs per size
+    have no trustworthy χ² reference; the simulation is exact for the design). A small p says the
+    outcomes are not a logistic in size: grokking that comes and goes with more data (ungrokking,
+    a non-monotone band), or a curve of another shape; the crossing is then not a reliable boundary.
+    NaN when nothing can be fitted (one class, one size)."""
+    xa, ya = _as_xy(x, y)
+    if xa.size == 0 or xa.min() == xa.max() or ya.min() == ya.max():
+        return math.nan
+    a, b = fit_logistic(xa, ya, ridge)
+    observed = float(_deviance(xa, ya[None, :], np.array([a]), np.array([b]))[0])
+    rng = np.random.default_rng(seed)
+    sims = (rng.random((n_sims, xa.size)) < _sigmoid(a + b * xa)).astype(float)
+    n_pos = sims.sum(axis=1)
+    both = (n_pos > 0) & (n_pos < xa.size)
+    simulated = np.zeros(n_sims)  # a one-class draw is fitted exactly by a flat curve
+    if both.any():
+        sa, sb = _fit_logistic_batch(np.broadcast_to(xa, sims.shape)[both], sims[both], ridge)
+        simulated[both] = _deviance(xa, sims[both], sa, sb)
+    return float((1 + np.sum(simulated >= observed - 1e-9)) / (1 + n_sims))
+
+
+#: Below this goodness-of-fit p-value the estimate says the logistic does not describe the runs.
+FIT_P_WARN = 0.01
 
 
 # --------------------------------------------------------------------------------------
@@ -557,7 +620,7 @@ def _estimate_group(
     def to_size(v: float) -> int | float:
         return _round_size(v * n_total if size_col == "train_fraction" else v)
 
-    x0 = slope = ci_low = ci_high = math.nan
+    x0 = slope = ci_low = ci_high = fit_p = math.nan
     if n_grokked == n_trials:
         notes.insert(0, f"all trials grokked: critical {label} below {lo:g}")
     elif n_grokked == 0:
@@ -582,6 +645,14 @@ def _estimate_group(
         if n_bootstrap > 0:
             ci_low, ci_high = bootstrap_logistic(x, y, n_bootstrap, seed).interval(0.95)
             ci_low, ci_high = _resolution_floor(x, x0, ci_low, ci_high)
+            fit_p = logistic_fit_p(x, y, n_sims=max(200, n_bootstrap // 2), seed=seed)
+            if fit_p < FIT_P_WARN:
+                notes.insert(
+                    0,
+                    f"the logistic does not fit (goodness of fit p = {fit_p:.3g}): grokking is not "
+                    f"monotone in {label} here (it comes and goes, or the curve has another shape); "
+                    "the crossing is not a reliable boundary",
+                )
 
     if "stop_reason" in trials.columns:
         dominated = trials[trials["stop_reason"] == "dominated"]
@@ -609,6 +680,7 @@ def _estimate_group(
         "n_grokked": n_grokked,
         "budget_steps": budget_steps,
         "slope": float(slope),
+        "fit_p": float(fit_p),
         "note": "; ".join(notes),
     }
 
@@ -640,6 +712,41 @@ def critical_data_size(
         _estimate_group(group, trials, size_col, n_bootstrap, seed)
         for group, trials in split_groups(table, group_cols, n_bins, size_col, binned)
     ]
+
+
+def critical_by_budget(
+    table: pd.DataFrame,
+    size_col: str = "train_fraction",
+    group_cols: Sequence[str] = (),
+    budgets: Sequence[int] | None = None,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    binned: Mapping[str, Bins] | None = None,
+) -> list[dict[str, Any]]:
+    """The critical size at every budget up to the study's, from the same runs (free).
+
+    A run grokked within ``b`` steps when it grokked and its grokking step is at most ``b``; so
+    P(grok within b) and its crossing are known for every ``b`` up to the budget the runs were
+    trained for. ``budgets`` defaults to eight, evenly up to the largest ``steps`` of the table.
+    One row per budget and group: ``budget``, ``group`` and the keys of :func:`critical_data_size`
+    (each budget's estimate is fitted and bootstrapped as the study's own)."""
+    if "grokking_step" not in table.columns or "grokked" not in table.columns or table.empty:
+        return []
+    if budgets is None:
+        top = pd.to_numeric(table.get("steps"), errors="coerce").max() if "steps" in table else math.nan
+        if not math.isfinite(top) or top <= 0:
+            return []
+        budgets = sorted({round(top * i / 8) for i in range(1, 9)})
+    steps = pd.to_numeric(table["grokking_step"], errors="coerce")
+    rows = []
+    for budget in budgets:
+        within = table.copy()
+        known = within["grokked"].notna()
+        within.loc[known, "grokked"] = within.loc[known, "grokked"].astype(bool) & (steps[known] <= budget)
+        within["steps"] = budget
+        for estimate in critical_data_size(within, size_col, group_cols, n_bootstrap, seed, binned=binned):
+            rows.append({"budget": int(budget), **estimate})
+    return rows
 
 
 # --------------------------------------------------------------------------------------

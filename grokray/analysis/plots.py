@@ -29,7 +29,9 @@ from grokray.analysis.critical import (
 
 __all__ = [
     "grok_probability_figure",
+    "plot_critical_by_budget",
     "plot_grok_probability",
+    "plot_phase_boundary",
     "plot_run_curves",
     "plot_validation_curves",
     "run_curves_figure",
@@ -421,3 +423,80 @@ def plot_grok_probability(
         table, estimates, size_col=size_col, n_bins=n_bins, n_bootstrap=n_bootstrap, seed=seed
     )
     return _save(figure, path)
+
+
+def plot_critical_by_budget(rows: list[dict], path: str | Path, *, size_col: str = "train_fraction") -> Path:
+    """The critical size against the step budget (``grokray.analysis.critical.critical_by_budget``):
+    one line per group with its 95 % interval as a band; budgets where nothing (everything)
+    grokked have no crossing and are left out."""
+    fig = Figure(figsize=(6.4, 4.2), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    groups: dict[tuple[tuple[str, Any], ...], list[dict]] = {}
+    for row in rows:
+        groups.setdefault(_group_key(row["group"]), []).append(row)
+    cmap = colormaps["viridis"]
+    for i, (key, members) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+        members = sorted(members, key=lambda r: r["budget"])
+        x = np.array([r["budget"] for r in members], dtype=float)
+        y = np.array([r["critical_fraction"] for r in members], dtype=float)
+        low = np.array([r["ci_low"] for r in members], dtype=float)
+        high = np.array([r["ci_high"] for r in members], dtype=float)
+        color = cmap(i / max(1, len(groups) - 1)) if len(groups) > 1 else "tab:blue"
+        ok = np.isfinite(y)
+        ax.fill_between(x[ok], low[ok], high[ok], color=color, alpha=0.2, linewidth=0)
+        ax.plot(x[ok], y[ok], "o-", color=color, label=_group_label(dict(key)), markersize=4)
+    ax.set_xlabel("step budget b (a run counts as grokked if it grokked within b steps)")
+    ax.set_ylabel(f"critical {_size_label('train_fraction')} (P(grok within b) = ½)")
+    if size_col != "train_fraction":
+        ax.set_ylabel("critical training fraction (P(grok within b) = ½)")
+    ax.set_title("Critical data size at every budget (from the same runs)")
+    ax.grid(alpha=0.3)
+    if len(groups) > 1:
+        ax.legend(fontsize=7, frameon=False)
+    return _save(fig, path)
+
+
+def plot_phase_boundary(
+    table: pd.DataFrame,
+    estimates: list[dict],
+    path: str | Path,
+    *,
+    size_col: str,
+    dim: str,
+) -> Path:
+    """A phase boundary: the critical size (with its 95 % interval as a band) against a second
+    searched name ``dim``, over the runs (grokked ●, not ○) the boundary search placed."""
+    fig = Figure(figsize=(6.4, 4.6), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    done = table[table["grokked"].notna()]
+    values = pd.to_numeric(done[dim], errors="coerce")
+    numeric = bool(values.notna().all())
+    xs = values if numeric else done[dim].astype(str)
+    sizes = pd.to_numeric(done[size_col], errors="coerce")
+    grokked = done["grokked"].astype(bool).to_numpy()
+    ax.scatter(
+        xs[grokked], sizes[grokked], s=18, color="tab:green", label="grokked within the budget", zorder=3
+    )
+    ax.scatter(xs[~grokked], sizes[~grokked], s=18, facecolors="none", edgecolors="tab:red",
+               label="not grokked", zorder=3)  # fmt: skip
+    rows = [e for e in estimates if dim in e["group"]]
+    rows.sort(key=lambda e: float(e["group"][dim]) if numeric else str(e["group"][dim]))
+    gx = [float(e["group"][dim]) if numeric else str(e["group"][dim]) for e in rows]
+    scale = 1.0
+    if size_col == "train_size" and "n_total" in table:
+        scale = float(pd.to_numeric(table["n_total"], errors="coerce").median())
+    crit = np.array([e["critical_fraction"] for e in rows], dtype=float) * scale
+    low = np.array([e["ci_low"] for e in rows], dtype=float) * scale
+    high = np.array([e["ci_high"] for e in rows], dtype=float) * scale
+    ok = np.isfinite(crit)
+    ax.fill_between(np.array(gx, dtype=object)[ok] if not numeric else np.array(gx)[ok], low[ok], high[ok],
+                    color="tab:blue", alpha=0.2, linewidth=0, label="95 % interval")  # fmt: skip
+    ax.plot(np.array(gx)[ok], crit[ok], "s-", color="tab:blue", label="critical size (P(grok) = ½)")
+    if numeric and values.min() > 0 and values.max() / values.min() > 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(dim)
+    ax.set_ylabel(_size_label(size_col))
+    ax.set_title("Phase boundary: where grokking within the budget begins")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    return _save(fig, path)

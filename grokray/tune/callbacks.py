@@ -202,11 +202,21 @@ class MLflowCallback(Callback):
         # also on Ctrl-C / SIGTERM, where Tune ends the experiment early: send what is queued
         if self.tracker is not None:
             self._retry(self.tracker.flush)
+            from grokray.tune.boundary import search_complete
             from grokray.tune.run import SIGTERM_RECEIVED
 
             ended = trials and all(t.status in ("TERMINATED", "ERROR") for t in trials)
             configs = sum(len(pack_members(t.config)) for t in trials)
-            if ended and configs >= self.study.num_configs and not SIGTERM_RECEIVED.is_set():
+            table = None
+            if ended and self.study.sampler == "boundary":  # it ends when its search does
+                table = pd.DataFrame(
+                    [
+                        {**row, "failed": t.status == "ERROR" and row.get("stop_reason") in ("running", None)}
+                        for t in trials
+                        for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
+                    ]
+                )
+            if ended and search_complete(self.study, configs, table) and not SIGTERM_RECEIVED.is_set():
                 # every trial has ended: nothing will continue the runs a killed driver left
                 self._retry(self.tracker.supersede_orphans, {t.trial_id for t in trials})
 

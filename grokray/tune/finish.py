@@ -92,12 +92,78 @@ def _size_label(size_col: str) -> str:
     return "fraction" if size_col == "train_fraction" else size_col
 
 
+def model_steps(table: pd.DataFrame) -> int:
+    """The steps the study's runs trained, summed over runs (its compute, in model-steps)."""
+    if "steps_run" not in table:
+        return 0
+    return int(pd.to_numeric(table["steps_run"], errors="coerce").fillna(0).sum())
+
+
+def boundary_report(study: Study, table: pd.DataFrame, estimates: list[dict]) -> list[dict[str, Any]]:
+    """Per group of a boundary study: the search's posterior interval, its runs and model-steps,
+    and what a grid of the same resolution (its spacing the estimate's 95 % interval) would have
+    spent (``grokray.analysis.boundary.grid_equivalent``)."""
+    from grokray.analysis.boundary import grid_equivalent
+    from grokray.tune.boundary import BoundarySearch
+
+    search = BoundarySearch(study)
+    states = search.from_table(table)
+    report = search.report(states)
+    scale = 1.0
+    if search.size_key == "train_size" and "n_total" in table:
+        scale = float(pd.to_numeric(table["n_total"], errors="coerce").median())
+    by_group = {tuple(str(v) for v in e["group"].values()): e for e in estimates}
+    for row, state in zip(report, states.values(), strict=True):
+        estimate = by_group.get(tuple(str(v) for v in row["group"].values()), {})
+        width = (estimate.get("ci_high", math.nan) - estimate.get("ci_low", math.nan)) * scale
+        row.update(
+            grid_equivalent(
+                state.sizes,
+                state.grokked,
+                state.grok_sizes,
+                state.grok_steps,
+                search.low,
+                search.high,
+                width,
+                search.seeds,
+                state.budget,
+                monotone=study.monotone_stop,
+            )
+        )
+    return report
+
+
+def format_boundary(report: list[dict[str, Any]], spent: int, size_col: str) -> str:
+    """The boundary search's lines under the estimate: each group's posterior interval and
+    model-steps, against the grid of the same resolution."""
+    label = "fraction" if size_col == "train_fraction" else size_col
+    lines = [f"\nboundary search: {spent:,} model-steps in all"]
+    for row in report:
+        name = ", ".join(f"{k}={v}" for k, v in row["group"].items()) or "all"
+        text = f"  {name}: {row['runs']} runs, {row['model_steps']:,} model-steps"
+        if "posterior_low" in row:
+            text += (f"; posterior critical {label} {row['posterior_median']:.3g} "
+                     f"[{row['posterior_low']:.3g}, {row['posterior_high']:.3g}]")  # fmt: skip
+        if "grid_model_steps" in row:
+            text += (f"; a grid of the same resolution ({row['grid_points']} sizes x {row['grid_seeds']} "
+                     f"seeds, spacing {row['grid_spacing']:.3g}): ~{row['grid_model_steps']:,.0f} "
+                     "model-steps (estimated from these runs)")  # fmt: skip
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def finish_study(
     study: Study, tracker: Any, table: pd.DataFrame, curves: list[pd.DataFrame], store: Storage
 ) -> dict[str, Any]:
     """Estimate, plots, artifacts: the study's answer, logged to the parent run."""
     from grokray.analysis import critical_data_size, format_estimates
-    from grokray.analysis.plots import plot_grok_probability, plot_validation_curves
+    from grokray.analysis.critical import critical_by_budget
+    from grokray.analysis.plots import (
+        plot_critical_by_budget,
+        plot_grok_probability,
+        plot_phase_boundary,
+        plot_validation_curves,
+    )
     from grokray.analysis.sizes import size_summary
     from grokray.analysis.slope import format_slopes, study_slopes
     from grokray.analysis.study_plots import study_plots
@@ -124,6 +190,15 @@ def finish_study(
     slopes = study_slopes(table, study.searched_names())
     if slopes is not None:
         summary["slopes"] = slopes
+    summary["model_steps"] = model_steps(table)
+    by_budget = []
+    if size_col in study.space:  # P(grok within b) for every b up to the budget, from the same runs
+        by_budget = critical_by_budget(
+            table, size_col, group_cols, n_bootstrap=200, binned=study.group_bins()
+        )
+        summary["by_budget"] = by_budget
+    if study.sampler == "boundary":
+        summary["boundary"] = boundary_report(study, table, estimates)
     out_dir = store.join(study.name)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -157,6 +232,16 @@ def finish_study(
                     table, estimates, tmp_path / f"p_grok_vs_{_size_label(size_col)}.png", size_col=size_col
                 )
             )
+        if any(math.isfinite(r["critical_fraction"]) for r in by_budget):
+            plots.append(
+                plot_critical_by_budget(by_budget, tmp_path / "critical_vs_budget.png", size_col=size_col)
+            )
+        if study.sampler == "boundary" and len(group_cols) == 1:  # the phase boundary over the other name
+            plots.append(
+                plot_phase_boundary(
+                    table, estimates, tmp_path / "phase_boundary.png", size_col=size_col, dim=group_cols[0]
+                )
+            )
         plots.extend(study_plots(study.plots, table, all_curves, tmp_path))
         for path in (table_path, *previews, tmp_path / "estimate.json", *plots):
             tracker.log_study_artifact(path)
@@ -171,7 +256,11 @@ def finish_study(
             for k in ("critical_fraction", "ci_low", "ci_high", "critical_size", "peak_fraction")
             if isinstance(first.get(k), (int, float))
         }
+        | {"model_steps": summary["model_steps"]}
     )
+    if summary.get("boundary"):
+        grid_steps = sum(g.get("grid_model_steps", 0.0) for g in summary["boundary"])
+        tracker.log_study_metrics({"grid_model_steps": grid_steps})
     if slopes is not None:
         tracker.log_study_metrics(
             {f"slope_{s['group']}": s["slope"] for s in slopes if math.isfinite(s["slope"])}
@@ -184,6 +273,8 @@ def finish_study(
     )
     if slopes is not None:
         summary["table"] += "\n" + format_slopes(slopes)
+    if summary.get("boundary"):
+        summary["table"] += "\n" + format_boundary(summary["boundary"], summary["model_steps"], size_col)
     summary["results_dir"] = store.show(out_dir)
     summary["parent_run_id"] = tracker.parent_run_id
     return summary

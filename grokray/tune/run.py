@@ -12,6 +12,7 @@ from grokray.config import StudyError, applicable
 from grokray.space import Dimension
 from grokray.storage import Storage
 from grokray.study import Study
+from grokray.tune.boundary import search_complete
 from grokray.tune.callbacks import MLflowCallback, ProgressCallback, retry_tracking
 from grokray.tune.finish import finish_study, trial_id_of, trial_table
 from grokray.tune.restore import optuna_fields, restore_decision, saved_state, unstarted_run, write_state
@@ -114,7 +115,7 @@ def run_study(
             objective=study.objective,
             total_trials=study.total_trials,
             early_stop=early_stop,
-            monotone_stop=study.monotone_stop if early_stop else 0,
+            monotone_stop=study.monotone if early_stop else 0,
         )
         tags = {"grokray.fingerprint": fingerprint}
         if study.description:
@@ -132,7 +133,7 @@ def run_study(
         optuna_name = f"{optuna_name}.{time.strftime('%Y%m%d-%H%M%S')}"
     status = "FAILED"
     fail_fast = FailFast(first=min(2, study.num_configs))
-    grok_stopper = GrokStopper(study.size_key(), study.group_names(), study.monotone_stop, study.group_bins())
+    grok_stopper = GrokStopper(study.size_key(), study.group_names(), study.monotone, study.group_bins())
     try:
         _sigterm_as_sigint()  # after ray.init, which installs a SIGTERM handler of its own
         trainable = tune.with_resources(
@@ -191,10 +192,11 @@ def run_study(
                 f"{fail_fast.reason} (traces: each trial's error.txt under {store.show(experiment_dir)})"
             )
         ended = [t for t in results._experiment_analysis.trials if t.status in ("TERMINATED", "ERROR")]
-        if SIGTERM_RECEIVED.is_set() or sum(len(pack_members(t.config)) for t in ended) < study.num_configs:
+        table = trial_table(study, results)
+        configs_ended = sum(len(pack_members(t.config)) for t in ended)
+        if SIGTERM_RECEIVED.is_set() or not search_complete(study, configs_ended, table):
             # Tune's own SIGINT handler ends fit() early but normally: that is an interruption
             raise KeyboardInterrupt
-        table = trial_table(study, results)
         curves = [
             frame
             for r in results

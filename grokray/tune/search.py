@@ -63,11 +63,17 @@ class DefineByRun:
 
 
 GRID_POINT = "grid_point"  # the Optuna parameter of a grid study with linked grids
+OUTCOMES_ATTR = "grokray_outcomes"  # an Optuna trial's user attribute: [[grokked, steps_run, step], ...]
 
 
 def make_space(study: Study) -> DefineByRun:
     points = study.grid_points() if study.sampler == "grid" and study.linked_grids() else None
-    return DefineByRun(study.space, study.linked_grids(), study.config, points)
+    space = dict(study.space)
+    if study.sampler == "boundary":  # each config its own seeds (the sampler numbers them)
+        from grokray.space import integer
+
+        space["seed"] = integer(0, 2**31 - 1)
+    return DefineByRun(space, study.linked_grids(), study.config, points)
 
 
 def make_sampler(study: Study, seed: int = 0, batched: bool = False) -> Any:
@@ -92,6 +98,10 @@ def make_sampler(study: Study, seed: int = 0, batched: bool = False) -> Any:
         if largest_first:
             return LargestFirstGridSampler(grid, size_key, seed=seed)
         return optuna.samplers.GridSampler(grid, seed=seed)
+    if study.sampler == "boundary":
+        from grokray.tune.boundary import BoundarySampler
+
+        return BoundarySampler(study, seed=seed)
     if study.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if study.sampler == "gp":
@@ -133,7 +143,7 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if study.configs_per_pack() > 1:
+    if study.configs_per_pack() > 1 or study.sampler == "boundary":  # boundary: outcomes per seed
         from grokray.tune.results import seeds_per_config
 
         return PackSearch(
@@ -371,13 +381,21 @@ class PackSearch(Searcher):
         from grokray.engine import SHARED_KEYS
         from grokray.tune.results import PACK
 
-        while self._asked < self._num_configs and len(self._pending) < self._per_pack:
+        # a sampler that decides when it has seen enough (the boundary search) is asked while it wants
+        more = getattr(self._ot_study.sampler, "wants_more", None)
+        while (
+            self._asked < self._num_configs
+            and len(self._pending) < self._per_pack
+            and (more is None or more(self._ot_study))
+        ):
             ot_trial = self._ot_study.ask()
             captor = _OptunaTrialSuggestCaptor(ot_trial)
             extra = self._space(captor)
             self._pending.append((ot_trial, {**captor.captured_values, **(extra or {})}))
             self._asked += 1
         if not self._pending:
+            if more is not None and self._packs and self._asked < self._num_configs:
+                return None  # the packs in flight may leave the search wanting more
             return Searcher.FINISHED
         pack = self._next_pack(SHARED_KEYS)
         if not pack:
@@ -494,6 +512,10 @@ class PackSearch(Searcher):
                     fraction = config.get("train_fraction", 0.0)
                     scores = [objectives({**r, "train_fraction": fraction}, config["steps"]) for r in rows]
                     value = sum(s[self.metric] for s in scores) / len(scores)
+                    # each seed's outcome, for samplers that read them (the boundary search)
+                    outcomes = [[bool(r.get("grokked")), int(r.get("steps_run") or 0), r.get("grokking_step")]
+                                for r in rows]  # fmt: skip
+                    self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, OUTCOMES_ATTR, outcomes)
                     self._ot_study.tell(ot_trial, value, skip_if_finished=True)
             except UpdateFinishedTrialError:  # told before the driver was killed (an RDB storage)
                 pass

@@ -35,7 +35,7 @@ def test_study_validates_and_quick_profile_runs(path, capsys):
     quick = load_study(path, quick=True)
     assert quick.total_trials <= study.total_trials
     assert study.description.strip()
-    if path.stem != "critical_size":  # its two figures are built in (P(grok) and the curves)
+    if path.stem not in ("critical_size", "critical_size_boundary"):  # figures built in (P(grok), curves)
         assert study.plots, "every paper's study logs its headline plot"
     assert main(["trial", str(path), "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -64,7 +64,7 @@ def test_good_study_loads_and_resolves(tmp_path):
             "low > 0",
         ),
         ({"space": '{"weight_decay": loguniform(0.1, 1)}'}, "space.weight_decay", "grid sampler"),
-        ({"sampler": '"bayes"'}, "sampler", "tpe, random, grid, gp, qmc"),
+        ({"sampler": '"bayes"'}, "sampler", "tpe, random, grid, gp, qmc, boundary"),
         ({"gpus_per_trial": "1.5"}, "gpus_per_trial", "[0, 1]"),
         ({"seeds": "0"}, "seeds", ">= 1"),
         ({"name": '"Bad Name"'}, "name", "lowercase"),

@@ -1,0 +1,120 @@
+"""The boundary search's model: posterior, expected information, where next, the grid it replaces,
+and the whole search against simulated grokking with a known critical size."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokray.analysis.boundary import (
+    BoundaryPosterior,
+    choose,
+    grid_equivalent,
+    grok_steps_predictor,
+    outcome_branches,
+)
+from grokray.analysis.critical import critical_data_size
+
+
+def _binary_entropy(u: float) -> float:
+    return -(u * math.log(u) + (1 - u) * math.log(1 - u))
+
+
+def test_separated_runs_put_the_posterior_between_the_last_failure_and_the_first_success():
+    post = BoundaryPosterior(0.0, 1.0).update([0.2, 0.3, 0.4, 0.6, 0.7, 0.8], [0, 0, 0, 1, 1, 1])
+    low, high = post.interval()
+    assert 0.3 < low < 0.5 < high < 0.7
+    assert post.median() == pytest.approx(0.5, abs=0.01)  # symmetric data, symmetric posterior
+    assert post.p_grok(0.9) > 0.95 and post.p_grok(0.1) < 0.05
+
+
+def test_information_of_one_run_is_the_entropy_of_its_outcome_for_a_sharp_threshold():
+    """A threshold every seed shares (the steepest slope only): a run at x groks iff x0 < x, so
+    under a uniform prior its outcome is Bernoulli((x - low)/(high - low)) and the information it
+    gives about x0 is that outcome's entropy: H(0.5) = log 2 at the middle, H(0.25) at a quarter."""
+    post = BoundaryPosterior(0.0, 1.0, n_x0=2001)
+    post.log_post[:, :-1] = -np.inf  # keep the steepest slope only
+    info = post.information([0.5, 0.25, 0.9], seeds=1)
+    assert info[0] == pytest.approx(math.log(2), rel=0.01)
+    assert info[1] == pytest.approx(_binary_entropy(0.25), rel=0.01)
+    assert info[2] == pytest.approx(_binary_entropy(0.9), rel=0.02)
+    # two seeds of one config at a sharp threshold say no more than one: they agree
+    assert post.information([0.5], seeds=2)[0] == pytest.approx(math.log(2), rel=0.01)
+
+
+def test_pending_outcomes_branch_with_their_predictive_weights():
+    post = BoundaryPosterior(0.0, 1.0)
+    branches = outcome_branches(post, [0.5], seeds=2)
+    assert len(branches) == 3  # 0, 1 or 2 of the seeds grok
+    weights = [w for w, _ in branches]
+    assert sum(weights) == pytest.approx(1.0)
+    assert weights[0] == pytest.approx(weights[2], rel=1e-6)  # symmetric about the middle
+    assert weights[1] < weights[0]  # most slopes are steep: the two seeds mostly agree
+
+
+def test_with_equal_costs_the_next_size_is_the_median_and_cheap_successes_pull_it_up():
+    post = BoundaryPosterior(0.0, 1.0)
+    cands = np.round(np.linspace(0, 1, 101), 2)
+    budget = 1000
+    equal = grok_steps_predictor([0.5], [budget], budget)  # a success costs what a failure does
+    assert choose(post, cands, 1, budget, equal) == pytest.approx(0.5, abs=0.011)
+    cheap = grok_steps_predictor([0.5], [50], budget)  # successes stop early: approach from above
+    assert choose(post, cands, 1, budget, cheap) > 0.6
+    # a config already pending at the median: the next one splits a half, not the median again
+    assert abs(choose(post, cands, 1, budget, equal, pending=[0.5]) - 0.5) > 0.1
+
+
+def test_grid_equivalent_counts_the_grid_largest_first_with_the_monotone_rule():
+    """Runs: failed at 0.5, grokked at 0.6 in 1000 steps: the fit crosses ½ between them. A grid
+    of spacing 0.1 over [0.1, 0.9] with one seed trains 0.9 … 0.6 (four successes, 1000 steps
+    each: the one grokking step known), 0.5 and 0.4 to the budget (5000 each), and stops 0.3 …
+    0.1 untrained below two failures: 4,000 + 10,000 model-steps."""
+    out = grid_equivalent([0.5, 0.6], [False, True], [0.6], [1000], 0.1, 0.9, 0.1, 1, 5000, monotone=2)
+    assert out["grid_points"] == 9
+    assert out["grid_model_steps"] == 14_000
+    assert out["grid_model_steps_no_early_stop"] == 45_000
+    # no monotone rule: every size below the boundary trains its budget
+    no_rule = grid_equivalent([0.5, 0.6], [0, 1], [0.6], [1000], 0.1, 0.9, 0.1, 1, 5000, monotone=0)
+    assert no_rule["grid_model_steps"] == 29_000
+
+
+def _simulated_search(seed: int, budget_total: int = 42_500, sd: float = 0.01):
+    """The boundary search (two configs in flight, as a study runs it) against simulated grokking:
+    each seed's threshold ~ N(0.505, sd), a run groks iff its fraction is above it, at a step that
+    grows toward the threshold; a failure spends the 5000-step budget."""
+    from grokray.tune.boundary import GroupState
+
+    rng = np.random.default_rng(seed)
+    cands = list(np.round(np.arange(0.1, 0.9001, 0.005), 3))
+    budget, state = 5000, GroupState((), {}, 5000)
+    while state.spent + 2 * budget <= budget_total:
+        pending = [cands[-1]] if not state.sizes else []
+        while len(pending) < 2:
+            predictor = grok_steps_predictor(state.grok_sizes, state.grok_steps, budget)
+            pending.append(choose(state.posterior(0.1, 0.9), cands, 1, budget, predictor, pending))
+        for f in pending:
+            t = rng.normal(0.505, sd)
+            grok = f > t
+            step = min(budget, 300 + 200 / (f - t + 0.045)) if grok else None
+            state.add(f, [(grok, step or budget, step)])
+    table = pd.DataFrame({"train_fraction": state.sizes, "grokked": state.grokked, "steps": budget})
+    [estimate] = critical_data_size(table, n_bootstrap=300)
+    return estimate, state
+
+
+def test_the_search_finds_a_known_critical_fraction_within_the_grid_spend():
+    """Ten simulated studies with the default study's spend (42,500 model-steps): each puts the
+    critical fraction within ±0.02 of the true 0.505, its 95 % interval covers it in most, and
+    the interval is at most half a 0.05-grid's in the median."""
+    results = [_simulated_search(seed) for seed in range(10)]
+    errors = [abs(e["critical_fraction"] - 0.505) for e, _ in results]
+    covered = sum(e["ci_low"] <= 0.505 <= e["ci_high"] for e, _ in results)
+    widths = [e["ci_high"] - e["ci_low"] for e, _ in results]
+    assert max(errors) <= 0.02, errors
+    assert covered >= 8, covered
+    assert float(np.median(widths)) <= 0.035, widths
+    assert all(state.spent <= 42_500 for _, state in results)
+    # the runs gather at the boundary: most within ±0.05 of it
+    near = [np.mean(np.abs(np.array(state.sizes) - 0.505) <= 0.05) for _, state in results]
+    assert float(np.median(near)) >= 0.5

@@ -16,9 +16,16 @@ temporary directory, one after the other:
    the noisy setting, where the runs that grok near the boundary do so late and some seeds miss
    the budget; the reference is the dense sweep's critical fraction within 2,500 steps.
 
+6. and 7.: the phase boundary: ``studies/weight_decay_grid.py`` (17 fractions × 2 seeds at weight
+   decays 0.1, 0.3 and 1) and ``studies/weight_decay_boundary.py`` with ``max_steps_total`` set to
+   what that grid spent, judged per weight decay (``--no-phase`` leaves these two out).
+
 The targets (issue 15): the boundary's critical fraction within ±0.02 of the dense sweep's, its
-95 % interval at most half as wide as the grid's, for at most the grid's model-steps. ``--quick``
-runs the studies' ``--quick`` profiles (a smoke run of the bench; the targets are not judged).
+95 % interval at most half as wide as the grid's, for at most the grid's model-steps; for the phase
+boundary, per weight decay an interval at most half as wide as the grid's (and the grid's estimate
+inside the boundary's interval widened by the grid's spacing), all of it for at most the grid's
+model-steps. ``--quick`` runs the studies' ``--quick`` profiles (a smoke run of the bench; the
+targets are not judged).
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 GRID = REPO / "studies" / "critical_size.py"
 BOUNDARY = REPO / "studies" / "critical_size_boundary.py"
+WD_GRID = REPO / "studies" / "weight_decay_grid.py"
+WD_BOUNDARY = REPO / "studies" / "weight_decay_boundary.py"
+GRID_SPACING = 0.05  # the grids' fraction spacing
 DENSE_SETS = [
     "train_fraction=" + ",".join(f"{0.40 + 0.02 * i:.2f}" for i in range(11)),
     "seeds=4",
@@ -63,11 +73,12 @@ def run_study(label: str, study: Path, sets: Sequence[str], quick: bool) -> dict
         result["returncode"] = proc.returncode
         if proc.returncode != 0:
             result["stderr_tail"] = proc.stderr[-2000:]
-        name = "critical-size-boundary" if study == BOUNDARY else "critical-size"
-        estimate_path = Path(tmp) / "results" / name / "estimate.json"
-        if estimate_path.exists():
-            summary = json.loads(estimate_path.read_text())
+        found = sorted((Path(tmp) / "results").glob("*/estimate.json"))
+        if found:
+            summary = json.loads(found[0].read_text())
             first = (summary.get("estimates") or [{}])[0]
+            result["estimates"] = summary.get("estimates") or []
+            result["boundaries"] = summary.get("boundary") or []
             result.update({k: first.get(k) for k in ("critical_fraction", "ci_low", "ci_high", "n_trials")})
             result["model_steps"] = summary.get("model_steps")
             result["by_budget"] = {
@@ -116,7 +127,46 @@ def judge(reference: float | None, grid: dict[str, Any], boundary: dict[str, Any
     }
 
 
-def run_boundary(quick: bool = False) -> dict[str, Any]:
+def _groups(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {", ".join(f"{k}={v}" for k, v in e["group"].items()): e for e in row.get("estimates") or []}
+
+
+def judge_phase(grid: dict[str, Any], boundary: dict[str, Any]) -> dict[str, Any]:
+    """Per weight decay: the boundary's interval at most half the grid's, and the two estimates
+    agreeing (the grid's inside the boundary's interval widened by the grid's spacing); in all, at
+    most the grid's model-steps."""
+    rows = []
+    grids, ours = _groups(grid), _groups(boundary)
+    for name, g in grids.items():
+        b = ours.get(name, {})
+        ratio = _width(b) / _width(g) if _width(g) else float("nan")
+        est, ref = b.get("critical_fraction"), g.get("critical_fraction")
+        agree = (
+            est is not None
+            and ref is not None
+            and b["ci_low"] - GRID_SPACING <= ref <= b["ci_high"] + GRID_SPACING
+        )
+        rows.append({"group": name, "width_ratio": ratio, "half_as_wide": ratio <= WIDTH_RATIO,
+                     "agree": agree})  # fmt: skip
+    cheap = (boundary.get("model_steps") or 0) <= (grid.get("model_steps") or 0)
+    ok = bool(rows) and cheap and all(r["half_as_wide"] and r["agree"] for r in rows)
+    return {
+        "groups": rows,
+        "steps_ratio": (boundary.get("model_steps") or 0) / max(1, grid.get("model_steps") or 0),
+        "at_most_grid_steps": cheap,
+        "status": "PASS" if ok else "FAIL",
+    }
+
+
+def run_phase(quick: bool = False) -> dict[str, Any]:
+    grid = run_study("weight-decay grid", WD_GRID, [], quick)
+    limit = int(grid.get("model_steps") or 0)
+    sets = [f"max_steps_total={limit}"] if limit and not quick else []
+    boundary = run_study("weight-decay boundary", WD_BOUNDARY, sets, quick)
+    return {"grid": grid, "boundary": boundary, "judged": judge_phase(grid, boundary)}
+
+
+def run_boundary(quick: bool = False, phase: bool = True) -> dict[str, Any]:
     dense = run_study("dense sweep", GRID, DENSE_SETS, quick)
     settings: list[dict[str, Any]] = []
     for steps in (None, NOISY_STEPS):
@@ -137,7 +187,12 @@ def run_boundary(quick: bool = False) -> dict[str, Any]:
                 "judged": judge(reference, grid, boundary),
             }
         )
-    return {"quick": quick, "dense": dense, "settings": settings}
+    return {
+        "quick": quick,
+        "dense": dense,
+        "settings": settings,
+        "phase": run_phase(quick) if phase else None,
+    }
 
 
 def report(result: dict[str, Any]) -> list[str]:
@@ -201,6 +256,54 @@ def report(result: dict[str, Any]) -> list[str]:
             f"interval {ratio} of the grid's (<= {WIDTH_RATIO}), model-steps {j['steps_ratio']:.2f} of the "
             "grid's (<= 1)"
         )
+    if result.get("phase"):
+        lines += ["", *phase_report(result["phase"], result["quick"])]
+    return lines
+
+
+def phase_report(phase: dict[str, Any], quick: bool) -> list[str]:
+    """The weight-decay phase boundary: per weight decay, the grid's and the boundary's estimate."""
+    head = [
+        "weight decay",
+        "grid [95% CI]",
+        "width",
+        "boundary [95% CI]",
+        "width",
+        "ratio",
+        "runs grid/boundary",
+    ]
+    rows = [head]
+    grids, ours = _groups(phase["grid"]), _groups(phase["boundary"])
+    for name, g in grids.items():
+        b = ours.get(name, {})
+        rows.append([name.split("=", 1)[-1], _estimate_text(g), f"{_width(g):.3f}", _estimate_text(b),
+                     f"{_width(b):.3f}", f"{_width(b) / _width(g):.2f}" if _width(g) else "n/a",
+                     f"{g.get('n_trials')}/{b.get('n_trials')}"])  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["Phase boundary over weight decay (weight_decay_grid.py vs weight_decay_boundary.py)", ""]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    g, b = phase["grid"], phase["boundary"]
+    lines.append(
+        f"model-steps: grid {g.get('model_steps') or 0:,} ({g['wall_s']:.0f} s), boundary "
+        f"{b.get('model_steps') or 0:,} ({b['wall_s']:.0f} s)"
+    )
+    for row in b.get("boundaries") or []:
+        bands = row.get("spend", [])
+        spend = "; ".join(f"{s['band']}: {s['runs']} runs, {s['model_steps']:,} steps" for s in bands)
+        if spend:
+            group = ", ".join(f"{k}={v}" for k, v in row["group"].items())
+            lines.append(f"  boundary runs by distance from the estimate, {group}: {spend}")
+    if quick:
+        lines.append("phase boundary: --quick, targets not judged")
+    else:
+        j = phase["judged"]
+        ratios = [
+            f"{r['group']}: {r['width_ratio']:.2f}{'' if r['agree'] else ' (disagrees)'}" for r in j["groups"]
+        ]
+        lines.append(
+            f"phase boundary: {j['status']}: interval ratio per weight decay {', '.join(ratios)} "
+            f"(<= {WIDTH_RATIO}); model-steps {j['steps_ratio']:.2f} of the grid's (<= 1)"
+        )
     return lines
 
 
@@ -208,14 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.boundary", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the studies' --quick profiles (a smoke run)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--no-phase", action="store_true", help="leave out the weight-decay phase boundary")
     args = parser.parse_args(argv)
-    result = run_boundary(quick=args.quick)
+    result = run_boundary(quick=args.quick, phase=not args.no_phase)
     print()
     print("\n".join(report(result)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
         print(f"bench.boundary: wrote {args.json}")
-    failed = any(r.get("returncode") for s in result["settings"] for r in (s["grid"], s["boundary"]))
+    runs = [r for s in result["settings"] for r in (s["grid"], s["boundary"])]
+    if result.get("phase"):
+        runs += [result["phase"]["grid"], result["phase"]["boundary"]]
+    failed = any(r.get("returncode") for r in runs)
     return 1 if failed or result["dense"].get("returncode") else 0
 
 

@@ -30,8 +30,10 @@ study is read as a grid study is.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,6 +150,38 @@ def grok_steps_predictor(
     return np.concatenate([[below], order]), np.concatenate([[float(budget)], means])
 
 
+def gap_fill(
+    posterior: BoundaryPosterior,
+    tried: Sequence[float],
+    candidates: Sequence[float],
+    max_gap: float,
+    sure: float = 0.9,
+) -> float | None:
+    """A cheap run that bounds the reported interval from above: the candidate nearest the middle
+    of the lowest gap wider than ``max_gap`` between the sizes ``tried`` (trained or in flight)
+    above the posterior median that begins inside the 95 % posterior interval, where a run is
+    ``sure`` to grok (so it stops early). The reported estimate is a logistic fit with a
+    bootstrap, and a resample in which the sizes below such a gap all fail puts the critical size
+    in the gap's middle: an untried stretch just above a noisy boundary widens the interval. None
+    when there is no such gap."""
+    median = posterior.median()
+    _, upper = posterior.interval()
+    points = sorted({float(x) for x in tried if float(x) >= median})
+    best: tuple[float, float] | None = None
+    for a, b in itertools.pairwise(points):
+        if a < upper and b - a > max_gap:
+            best = (a, b)
+            break
+    if best is None:
+        return None
+    a, b = best
+    inside = [float(c) for c in candidates if a < float(c) < b]
+    if not inside:
+        return None
+    mid = min(inside, key=lambda c: abs(c - 0.5 * (a + b)))
+    return mid if posterior.p_grok(mid) >= sure else None
+
+
 def choose(
     posterior: BoundaryPosterior,
     candidates: Sequence[float],
@@ -252,3 +286,30 @@ def grid_equivalent(
         "grid_model_steps": float(round(cost)),
         "grid_model_steps_no_early_stop": float(points.size * seeds * budget),
     }
+
+
+SPEND_BANDS = (1.0, 2.5)  # the report's distance bands, in units of the study's precision
+
+
+def spend_by_distance(
+    sizes: Sequence[float],
+    grokked: Sequence[bool],
+    steps: Sequence[int],
+    critical: float,
+    precision: float,
+) -> list[dict[str, Any]]:
+    """Where a study spent its runs: per band of distance from the estimated critical size
+    (within ``precision``, within 2.5 × ``precision``, farther), the runs, how many grokked and
+    the model-steps they trained. Empty when the estimate or the precision is not finite."""
+    if not (math.isfinite(critical) and precision > 0 and math.isfinite(precision)):
+        return []
+    edges = [precision * k for k in SPEND_BANDS]
+    labels = [f"within {edges[0]:.3g}", f"within {edges[1]:.3g}", f"farther than {edges[1]:.3g}"]
+    bands = [{"band": label, "runs": 0, "grokked": 0, "model_steps": 0} for label in labels]
+    for size, grok, spent in zip(sizes, grokked, steps, strict=True):
+        distance = abs(float(size) - critical)
+        index = next((i for i, edge in enumerate(edges) if distance <= edge * (1 + 1e-9)), len(edges))
+        bands[index]["runs"] += 1
+        bands[index]["grokked"] += int(bool(grok))
+        bands[index]["model_steps"] += int(spent)
+    return bands

@@ -474,11 +474,18 @@ def plot_phase_boundary(
     xs = values if numeric else done[dim].astype(str)
     sizes = pd.to_numeric(done[size_col], errors="coerce")
     grokked = done["grokked"].astype(bool).to_numpy()
+    # a run the monotone rule stopped before it trained (below sizes where every seed failed)
+    trained = pd.to_numeric(done.get("steps_run", pd.Series(1, index=done.index)), errors="coerce")
+    skipped = (trained.fillna(1) <= 0).to_numpy() & ~grokked
     ax.scatter(
         xs[grokked], sizes[grokked], s=18, color="tab:green", label="grokked within the budget", zorder=3
     )
-    ax.scatter(xs[~grokked], sizes[~grokked], s=18, facecolors="none", edgecolors="tab:red",
+    failed = ~grokked & ~skipped
+    ax.scatter(xs[failed], sizes[failed], s=18, facecolors="none", edgecolors="tab:red",
                label="not grokked", zorder=3)  # fmt: skip
+    if skipped.any():
+        ax.scatter(xs[skipped], sizes[skipped], s=10, marker="x", color="0.6", zorder=2,
+                   label="not trained (below sizes that failed)")  # fmt: skip
     rows = [e for e in estimates if dim in e["group"]]
     rows.sort(key=lambda e: float(e["group"][dim]) if numeric else str(e["group"][dim]))
     gx = [float(e["group"][dim]) if numeric else str(e["group"][dim]) for e in rows]
@@ -492,7 +499,7 @@ def plot_phase_boundary(
     ax.fill_between(np.array(gx, dtype=object)[ok] if not numeric else np.array(gx)[ok], low[ok], high[ok],
                     color="tab:blue", alpha=0.2, linewidth=0, label="95 % interval")  # fmt: skip
     ax.plot(np.array(gx)[ok], crit[ok], "s-", color="tab:blue", label="critical size (P(grok) = ½)")
-    if numeric and values.min() > 0 and values.max() / values.min() > 10:
+    if numeric and values.min() > 0 and values.max() / values.min() >= 10:
         ax.set_xscale("log")
     ax.set_xlabel(dim)
     ax.set_ylabel(_size_label(size_col))

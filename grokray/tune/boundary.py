@@ -8,7 +8,11 @@ objective. A new Optuna trial goes to the group that has the fewest configs in f
 widest interval), at the size with the most expected information about the group's critical size
 per expected model-step; a group's first config is its largest size (cheap: it groks fast; and it
 says whether the boundary lies in the range at all). At most ``IN_FLIGHT`` configs of a group
-train at once, so that each proposal sees the outcomes of all but a few.
+train at once, so that each proposal sees the outcomes of all but a few. Where a group's outcomes
+overlap (a run failed above a size where another grokked: a noisy band), an untried stretch wider
+than ``GAP`` × precision just above the boundary, where the posterior is sure a run groks, gets a
+run first (``gap_fill``): cheap, since it stops early, and it bounds the reported bootstrap
+interval, which otherwise reaches into the gap.
 
 The search stops (``wants_more`` False, then ``PackSearch`` returns FINISHED once its packs have
 ended) when every group's 95 % posterior interval is narrower than ``Study.precision``, when the
@@ -27,12 +31,13 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler, RandomSampler
 
-from grokray.analysis.boundary import BoundaryPosterior, choose, grok_steps_predictor
+from grokray.analysis.boundary import BoundaryPosterior, choose, gap_fill, grok_steps_predictor
 from grokray.study import Study
 from grokray.tune.search import OUTCOMES_ATTR  # [[grokked, steps_run, grokking_step], ...] per config
 
 IN_FLIGHT = 2  # configs of one group training at once
 CANDIDATES = 161  # sizes the search chooses among (the dimension's own grid when smaller)
+GAP = 4.0  # a gap wider than GAP × precision between tried sizes above the boundary gets a run
 
 
 def candidate_sizes(study: Study) -> list[float]:
@@ -77,6 +82,11 @@ class GroupState:
                 self.grok_sizes.append(float(size))
                 self.grok_steps.append(float(grokking_step if grokking_step is not None else steps_run or 0))
         self._posterior = None
+
+    def overlaps(self) -> bool:
+        """Whether a run failed at a size above one where a run grokked (the outcomes overlap)."""
+        failed = [x for x, g in zip(self.sizes, self.grokked, strict=True) if not g]
+        return bool(failed and self.grok_sizes) and max(failed) > min(self.grok_sizes)
 
     def posterior(self, low: float, high: float) -> BoundaryPosterior:
         if self._posterior is None:
@@ -147,9 +157,14 @@ class BoundarySearch:
         if not state.sizes and not state.pending:
             size = self.candidates[-1]  # a group's first config: its largest size
         else:
-            predictor = grok_steps_predictor(state.grok_sizes, state.grok_steps, state.budget)
             posterior = state.posterior(self.low, self.high)
-            size = choose(posterior, self.candidates, self.seeds, state.budget, predictor, state.pending)
+            size = None
+            if state.overlaps():  # a noisy band: its bootstrap interval reaches into gaps above it
+                tried = [*state.sizes, *state.pending]
+                size = gap_fill(posterior, tried, self.candidates, GAP * self.precision)
+            if size is None:
+                predictor = grok_steps_predictor(state.grok_sizes, state.grok_steps, state.budget)
+                size = choose(posterior, self.candidates, self.seeds, state.budget, predictor, state.pending)
         return {**state.values, self.size_key: size}
 
     def report(self, states: Mapping[Any, GroupState]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -288,7 +288,9 @@ class ProgressCallback(Callback):
             if t.status == "TERMINATED" or t is trial
             for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
         ]
-        self.estimate = _quick_estimate(rows, self.study.size_key() or "train_fraction")
+        self.estimate = _quick_estimate(
+            rows, self.study.size_key() or "train_fraction", self.study.group_names(), self.study.group_bins()
+        )
         self._print(trials, force=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -367,16 +369,36 @@ class ProgressCallback(Callback):
         self.bar.refresh()
 
 
-def _quick_estimate(rows: list[dict[str, Any]], size_col: str = "train_fraction") -> str:
+def _quick_estimate(
+    rows: list[dict[str, Any]],
+    size_col: str = "train_fraction",
+    group_cols: Sequence[str] = (),
+    binned: Mapping[str, tuple[float, float, bool]] | None = None,
+) -> str:
+    """The running estimate on the progress line: the critical size so far, one per group (a
+    weight decay, a width) when the study has groups, with its interval when there is one."""
     from grokray.analysis import critical_data_size
 
     table = pd.DataFrame(rows)
     if table.empty or size_col not in table or table[size_col].nunique() < 2:
         return ""
-    estimates = critical_data_size(table, size_col=size_col, group_cols=(), n_bootstrap=100)
-    value = estimates[0]["critical_fraction"]
-    if value is None or not math.isfinite(value):
+    groups = [c for c in group_cols if c in table]
+    estimates = critical_data_size(
+        table, size_col=size_col, group_cols=groups, n_bootstrap=100, binned=dict(binned or {})
+    )
+    parts = []
+    for e in estimates:
+        value = e["critical_size"] if size_col == "train_size" else e["critical_fraction"]
+        if value is None or not math.isfinite(value):
+            continue
+        text = f"{value:g}" if size_col == "train_size" else f"{value:.3f}"
+        if not groups:
+            text += "" if size_col == "train_size" else f" [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
+        else:
+            text = ",".join(str(v) for v in e["group"].values()) + ": " + text
+        parts.append(text)
+    if not parts:
         return ""
-    if size_col == "train_size":
-        return f"critical size ≈ {estimates[0]['critical_size']:g}"
-    return f"critical fraction ≈ {value:.3f} [{estimates[0]['ci_low']:.3f}, {estimates[0]['ci_high']:.3f}]"
+    name = "critical size" if size_col == "train_size" else "critical fraction"
+    by = f" by {','.join(groups)}" if groups else ""
+    return f"{name}{by} ≈ " + "; ".join(parts)

@@ -103,7 +103,7 @@ def boundary_report(study: Study, table: pd.DataFrame, estimates: list[dict]) ->
     """Per group of a boundary study: the search's posterior interval, its runs and model-steps,
     and what a grid of the same resolution (its spacing the estimate's 95 % interval) would have
     spent (``grokray.analysis.boundary.grid_equivalent``)."""
-    from grokray.analysis.boundary import grid_equivalent
+    from grokray.analysis.boundary import grid_equivalent, spend_by_distance
     from grokray.tune.boundary import BoundarySearch
 
     search = BoundarySearch(study)
@@ -113,9 +113,23 @@ def boundary_report(study: Study, table: pd.DataFrame, estimates: list[dict]) ->
     if search.size_key == "train_size" and "n_total" in table:
         scale = float(pd.to_numeric(table["n_total"], errors="coerce").median())
     by_group = {tuple(str(v) for v in e["group"].values()): e for e in estimates}
+    runs = table
+    if "failed" in runs:
+        runs = runs[~runs["failed"].fillna(False).astype(bool)]
+    runs = runs[runs["grokked"].notna()] if "grokked" in runs else runs.iloc[0:0]
     for row, state in zip(report, states.values(), strict=True):
         estimate = by_group.get(tuple(str(v) for v in row["group"].values()), {})
         width = (estimate.get("ci_high", math.nan) - estimate.get("ci_low", math.nan)) * scale
+        mine = runs[[search.key_of(r) == state.key for r in runs.to_dict("records")]] if len(runs) else runs
+        row["spend"] = spend_by_distance(
+            pd.to_numeric(mine[search.size_key], errors="coerce").tolist() if len(mine) else [],
+            mine["grokked"].astype(bool).tolist() if len(mine) else [],
+            pd.to_numeric(mine["steps_run"], errors="coerce").fillna(0).astype(int).tolist()
+            if len(mine)
+            else [],
+            float(estimate.get("critical_fraction", math.nan)) * scale,
+            study.boundary_precision(),
+        )
         row.update(
             grid_equivalent(
                 state.sizes,
@@ -149,6 +163,12 @@ def format_boundary(report: list[dict[str, Any]], spent: int, size_col: str) -> 
                      f"seeds, spacing {row['grid_spacing']:.3g}): ~{row['grid_model_steps']:,.0f} "
                      "model-steps (estimated from these runs)")  # fmt: skip
         lines.append(text)
+        if row.get("spend"):
+            bands = [
+                f"{b['band']}: {b['runs']} runs ({b['grokked']} grokked), {b['model_steps']:,} model-steps"
+                for b in row["spend"]
+            ]
+            lines.append(f"    runs by distance from the critical {label}: " + "; ".join(bands))
     return "\n".join(lines)
 
 
@@ -236,7 +256,7 @@ def finish_study(
             plots.append(
                 plot_critical_by_budget(by_budget, tmp_path / "critical_vs_budget.png", size_col=size_col)
             )
-        if study.sampler == "boundary" and len(group_cols) == 1:  # the phase boundary over the other name
+        if size_col in study.space and len(group_cols) == 1:  # the phase boundary over the other name
             plots.append(
                 plot_phase_boundary(
                     table, estimates, tmp_path / "phase_boundary.png", size_col=size_col, dim=group_cols[0]

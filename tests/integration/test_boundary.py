@@ -37,6 +37,10 @@ def test_a_boundary_study_searches_stops_at_its_budget_and_records_the_search(tm
     assert report["runs"] == len(table) and report["model_steps"] == summary["model_steps"]
     assert report["posterior_low"] <= report["posterior_median"] <= report["posterior_high"]
     assert {"grid_model_steps", "grid_points", "grid_spacing"} <= set(report) or not table["grokked"].any()
+    if report["spend"]:  # where it spent its runs: every run and model-step in one distance band
+        assert sum(b["runs"] for b in report["spend"]) == len(table)
+        assert sum(b["model_steps"] for b in report["spend"]) == summary["model_steps"]
+        assert "runs by distance from the critical fraction" in result.stdout
     budgets = [row["budget"] for row in summary["by_budget"]]
     assert budgets == sorted(budgets) and budgets[-1] == 600
 

@@ -10,9 +10,11 @@ import pytest
 from grokray.analysis.boundary import (
     BoundaryPosterior,
     choose,
+    gap_fill,
     grid_equivalent,
     grok_steps_predictor,
     outcome_branches,
+    spend_by_distance,
 )
 from grokray.analysis.critical import critical_data_size
 
@@ -118,3 +120,74 @@ def test_the_search_finds_a_known_critical_fraction_within_the_grid_spend():
     # the runs gather at the boundary: most within ±0.05 of it
     near = [np.mean(np.abs(np.array(state.sizes) - 0.505) <= 0.05) for _, state in results]
     assert float(np.median(near)) >= 0.5
+
+
+def test_spend_by_distance_counts_runs_and_steps_per_band_hand_computed():
+    """Critical 0.5, precision 0.02: bands |d| <= 0.02, <= 0.05, farther (edges inclusive)."""
+    bands = spend_by_distance(
+        sizes=[0.5, 0.52, 0.45, 0.54, 0.9, 0.1, 0.3],
+        grokked=[True, True, False, True, True, False, False],
+        steps=[3000, 2000, 5000, 1500, 400, 5000, 5000],
+        critical=0.5,
+        precision=0.02,
+    )
+    assert [b["band"] for b in bands] == ["within 0.02", "within 0.05", "farther than 0.05"]
+    assert [b["runs"] for b in bands] == [2, 2, 3]  # 0.5, 0.52 | 0.45, 0.54 | 0.9, 0.1, 0.3
+    assert [b["grokked"] for b in bands] == [2, 1, 1]
+    assert [b["model_steps"] for b in bands] == [5000, 6500, 10400]
+    assert spend_by_distance([0.5], [True], [10], math.nan, 0.02) == []
+
+
+def test_the_phase_boundary_figure_draws_every_group_and_the_runs_never_trained(tmp_path):
+    from PIL import Image
+
+    from grokray.analysis.plots import plot_phase_boundary
+
+    rows = []
+    for wd, f0 in ((0.1, 0.75), (0.3, 0.6), (1.0, 0.5)):
+        for f in np.round(np.arange(0.3, 0.95, 0.05), 2):
+            trained = f > f0 - 0.15  # the monotone rule stops the sizes far below the boundary
+            rows.append({"weight_decay": wd, "train_fraction": f, "grokked": bool(f > f0),
+                         "steps_run": 1000 if f > f0 else (5000 if trained else 0)})  # fmt: skip
+    table = pd.DataFrame(rows)
+    estimates = critical_data_size(table, group_cols=["weight_decay"], n_bootstrap=50)
+    assert [round(e["critical_fraction"], 3) for e in estimates] == pytest.approx(
+        [0.775, 0.625, 0.525], abs=0.03
+    )
+    path = plot_phase_boundary(table, estimates, tmp_path / "phase.png", size_col="train_fraction",
+                               dim="weight_decay")  # fmt: skip
+    with Image.open(path) as image:
+        assert image.size[0] > 300 and image.size[1] > 200
+
+
+CANDIDATES = [round(0.15 + 0.005 * i, 3) for i in range(161)]
+
+
+def test_a_gap_above_a_noisy_boundary_gets_a_cheap_run_in_its_middle():
+    """Weight decay 0.3's runs as the search had them (a seed grokked at 0.575, another failed at
+    0.6): the stretch from 0.63 to 0.95 was never tried, and the bootstrap's interval reached
+    0.797 into it; the posterior is sure a run at 0.79 groks, so that is the next run."""
+    sizes = [0.28, 0.395, 0.515, 0.53, 0.545, 0.56, 0.565, 0.575, 0.575, 0.6, 0.63, 0.95]
+    grokked = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1]
+    post = BoundaryPosterior(0.15, 0.95).update(sizes, grokked)
+    assert post.interval()[1] > 0.63  # the interval reaches into the gap
+    assert gap_fill(post, sizes, CANDIDATES, 0.08) == pytest.approx(0.79)
+    # once 0.79 grokked, the posterior is no longer sure of 0.71 (0.88 < 0.9): the information
+    # rule places the next run
+    after = BoundaryPosterior(0.15, 0.95).update([*sizes, 0.79], [*grokked, 1])
+    assert after.p_grok(0.71) < 0.9 and gap_fill(after, [*sizes, 0.79], CANDIDATES, 0.08) is None
+    # no gap wider than 0.08 above the median: nothing to fill
+    dense = [*sizes, 0.79, 0.71, 0.67, 0.75, 0.83, 0.87, 0.91]
+    assert gap_fill(post, dense, CANDIDATES, 0.08) is None
+
+
+def test_a_gap_above_the_interval_or_where_a_run_may_fail_is_left_alone():
+    # separated and sharp: the interval ends below 0.58, the gap (0.58, 0.9) does not matter
+    sizes = [0.3, 0.4, 0.45, 0.48, 0.5, 0.51, 0.52, 0.53, 0.55, 0.6, 0.9]
+    grokked = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    post = BoundaryPosterior(0.1, 0.9).update(sizes, grokked)
+    assert post.interval()[1] < 0.6
+    assert gap_fill(post, sizes, CANDIDATES, 0.08) is None
+    # only one run, far above: the middle of the gap is not sure to grok
+    wide = BoundaryPosterior(0.1, 0.9).update([0.5, 0.9], [0, 1])
+    assert wide.p_grok(0.7) < 0.9 and gap_fill(wide, [0.5, 0.9], CANDIDATES, 0.08) is None

@@ -149,3 +149,15 @@ def test_a_finished_table_tells_a_finished_search_from_an_interrupted_one():
     # other samplers end at their number of configs
     grid_study = Study(name="g", config={"p": 13}, space={"train_fraction": grid([0.3, 0.6])}, sampler="grid")
     assert search_complete(grid_study.validate(), 2) and not search_complete(grid_study, 1)
+
+
+def test_a_group_knows_when_its_outcomes_overlap():
+    from grokray.tune.boundary import GroupState
+
+    state = GroupState((), {}, BUDGET)
+    state.add(0.9, [(True, 200, 150)])
+    state.add(0.4, [(False, BUDGET, None)])
+    assert not state.overlaps()  # separated: every failure below every success
+    state.add(0.6, [(True, 700, 650)])
+    state.add(0.65, [(False, BUDGET, None)])
+    assert state.overlaps()  # 0.65 failed above 0.6, which grokked

@@ -719,7 +719,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--boundary",
         action="store_true",
-        help="only the boundary search against the grid and a dense sweep (bench.boundary, ~12 min)",
+        help="only the boundary search against the grid and a dense sweep (bench.boundary, ~22 min)",
     )
     return parser
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -209,6 +209,15 @@ class ReplicaRun(Step, Measures):
         ``on_eval`` runs after each evaluation, once finished replicas have left the batch: the
         moment at which ``state_dict`` is a consistent checkpoint to resume from.
         """
+        for records in self.evaluations():
+            if on_eval is not None:
+                on_eval(records)
+        return [outcome for outcome in self.outcomes if outcome is not None]
+
+    def evaluations(self) -> Iterator[list[dict[str, Any]]]:
+        """The loop of ``run`` as a generator: the records of each evaluation, once finished
+        replicas have left the batch (``SplitRun`` steps its parts from one evaluation to the next
+        in turn)."""
         started = time.perf_counter() - self.elapsed
         step, resumed = self.step, self.resumed
         while self.active:  # none when resumed from the checkpoint of a finished run
@@ -216,14 +225,13 @@ class ReplicaRun(Step, Measures):
                 records = self._evaluate(step, started)
                 self._drop_finished(records)
                 self.step, self.elapsed = step, time.perf_counter() - started
-                if on_eval is not None:
-                    on_eval(records)
+                self.resumed = False
+                yield records
                 if not self.active:
                     break
             resumed = False
             self._train_step()
             step += 1
-        return [outcome for outcome in self.outcomes if outcome is not None]
 
     def latest_records(self) -> dict[int, dict[str, Any]]:
         """Each replica's newest evaluation record (also those already done), by replica index."""

@@ -17,19 +17,20 @@ from grokray.tune.results import PACK, replayed_results, replica_configs, seeds_
 
 
 def run_trial(sampled: dict[str, Any], study: Study) -> None:
-    """The Tune trainable: train the trial's seed replicas as one batch through the engine,
-    report every evaluation (``Reporter``); a resumed or retried trial continues from its newest
-    checkpoint. ``study.early_stop``: a replica ends once it has grokked."""
+    """The Tune trainable: train the trial's replicas (its configs' seeds) as one batch through the
+    engine (in parts where the pack does not fit in device memory: ``FittingRun``), report every
+    evaluation (``Reporter``); a resumed or retried trial continues from its newest checkpoint.
+    ``study.early_stop``: a replica ends once it has grokked."""
     import ray
     import torch
     from ray import tune
 
-    from grokray.engine import ReplicaRun
+    from grokray.engine.split import FittingRun
 
     knobs = settings.current()
     configs = replica_configs(study, sampled)
     torch.set_num_threads(max(1, int(study.cpus_per_trial)))
-    run = ReplicaRun(configs, stop_on_grok=study.early_stop, engine=knobs.engine)
+    run = FittingRun(configs, stop_on_grok=study.early_stop, engine=knobs.engine)  # split if it does not fit
     per_config = seeds_per_config(study) if PACK in sampled else 0
     node = ray.get_runtime_context().get_node_id()
     reporter = Reporter(run, configs, node, knobs.checkpoint_seconds, per_config)

@@ -12,7 +12,7 @@ per weight decay, and ``phase_boundary.png`` draws the boundary with its band ov
 
 Scaled down from Power et al. (a transformer, 10^5 steps): the MLP groks within 5000 steps on 2
 CPU cores, and the effect survives the scale: from weight decay 0.1 to 1 the critical fraction
-drops from about 0.85 to about 0.45 (measured, README). Above 1 it rises again (3: about 0.55), so
+drops from about 0.78 to about 0.50 (measured, README). Above 1 it rises again (3: about 0.55), so
 the study stops at 1 where the curve is monotone.
 """
 

@@ -768,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         payload = {"header": head, "plan": dataclasses.asdict(plan), "rows": rows, "targets": checks}
         payload.update(study=study, scale=scale, elapsed_s=elapsed)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # results/ is not in a fresh clone
         Path(args.json).write_text(json.dumps(payload, indent=2))
         print(f"bench: wrote {args.json}")
     return 0

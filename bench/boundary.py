@@ -317,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("\n".join(report(result)))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
         print(f"bench.boundary: wrote {args.json}")
     runs = [r for s in result["settings"] for r in (s["grid"], s["boundary"])]

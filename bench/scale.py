@@ -197,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_scale(args.configs, args.plain, args.server)
     print("\n".join(report(result)))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0 if result["returncode"] == 0 else 1
 

@@ -5,6 +5,8 @@ at once and returns one outcome per config.
 - ``step.py``: one training step; ``measures.py``: what an evaluation measures;
 - ``reference.py``: the single-model reference loop (plain PyTorch, bit for bit), for one config
   it covers, the tests and the benchmark;
+- ``split.py``: ``FittingRun``, what a Tune trial trains: a pack in parts of similar training-set
+  size (less padding), split further when it does not fit in device memory;
 - ``device.py``: device, minibatch order, split masks.
 """
 
@@ -41,9 +43,11 @@ def train_replicas(
     shared example pool), onset tracker and outcome; a replica that is done (grokked with
     ``stop_on_grok``, diverged) is dropped from the batch. ``on_eval`` gets the records of the
     replicas still training at each evaluation, each with ``replica`` = its index in ``configs``.
-    One config takes the single-model reference (``reference.train``, a hand-written loop's
-    arithmetic), unless ``batched`` or the config uses what only the engine has (then ``grokray
-    trial`` and a Tune trial run the same arithmetic).
+    Several configs train as a Tune trial trains them (``split.FittingRun``: on a CPU, full-batch
+    replicas of very different training-set sizes in parts of similar size). One config takes the
+    single-model reference (``reference.train``, a hand-written loop's arithmetic), unless
+    ``batched`` or the config uses what only the engine has (then ``grokray trial`` and a Tune
+    trial run the same arithmetic).
     """
     configs = [dict(c) for c in configs]
     for key in SHARED_KEYS:
@@ -61,4 +65,6 @@ def train_replicas(
         outcome = reference.train(configs[0], on_eval=single)
         outcome["replica"] = 0
         return [outcome]
-    return ReplicaRun(configs, stop_on_grok, engine).run(on_eval)
+    from grokray.engine.split import FittingRun  # what a Tune trial trains: parts of similar size
+
+    return FittingRun(configs, stop_on_grok, engine).run(on_eval)

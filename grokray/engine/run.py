@@ -26,7 +26,7 @@ from grokray.optim.grokfast import Grokfast
 from grokray.optim.regularizers import NormConstraint, Regularizer, WeightNoise
 from grokray.optim.replicas import ReplicaOptimizer
 from grokray.outcomes import GENERALIZED, doshi_phase, outcome_of, stop_reason
-from grokray.tasks import corrupt, make_pool, split
+from grokray.tasks import Pool, corrupt, make_pool, split
 
 OnEvals = Callable[[list[dict[str, Any]]], None]
 
@@ -39,13 +39,14 @@ class ReplicaRun(Step, Measures):
         configs: list[dict[str, Any]],
         stop_on_grok: bool = True,
         engine: str | None = None,
+        pool: Pool | None = None,
     ) -> None:
         first = configs[0]
         self.configs, self.stop_on_grok = configs, stop_on_grok
         self.device = device = resolve_device(first["device"])
         self.steps, self.eval_every = first["steps"], first["eval_every"]
         # the task's example pool, shared by every replica; each replica owns a split of it
-        pool = self.pool = make_pool(first)
+        pool = self.pool = make_pool(first) if pool is None else pool
         self.n_total = len(pool.targets)
         self.n_outputs, self.regression = pool.n_outputs, pool.regression
         self.inputs = pool.inputs.to(device)

@@ -1,15 +1,18 @@
-"""A pack that does not fit in device memory is split, never a failed trial.
+"""A pack trains in parts: of similar training-set size, and never a failed trial for memory.
 
-``FittingRun`` is what a Tune trial trains: a ``ReplicaRun`` of the whole pack, and when the device
-runs out of memory (``torch.OutOfMemoryError`` on a GPU; the CPU allocator's "can't allocate
-memory"), the same configs again as a ``SplitRun`` of twice as many parts, until it fits or a part
-is a single replica (which then fails as any error does). The parts of a ``SplitRun`` are
-``ReplicaRun``\\ s over contiguous slices of the configs, stepped from one evaluation to the next in
-turn: every replica keeps its seed, split, initial weights and minibatch order (all drawn per
-config), so it trains what it would have trained in one batch, and only one part's activations
-(what runs a small network out of memory: replicas × examples × width) live at a time. Their
-records are merged per evaluation under the pack's replica numbers, so Tune, the stopper and
-MLflow see one trial as before.
+``FittingRun`` is what a Tune trial trains. Full-batch training pads every replica's split to the
+largest in its batch, so on a CPU a pack whose sizes differ trains in parts of similar size
+(``plan_parts``: the cut of the size-sorted replicas that minimizes a step's modelled cost,
+``size_parts``); equal sizes, minibatches and GPUs take one part. When the device runs out of
+memory (``torch.OutOfMemoryError`` on a GPU; the CPU allocator's "can't allocate memory"), the
+same configs train again with every part cut in two (``halves``), until it fits or a part is a
+single replica (which then fails as any error does). A ``SplitRun``'s parts are ``ReplicaRun`` runs
+over lists of the configs, stepped from one evaluation to the next in turn: every replica keeps
+its seed, split, initial weights and minibatch order (all drawn per config), so it trains what it
+would have trained in one batch (to float rounding where the padded width differs), and only one
+part's activations (what runs a small network out of memory: replicas × examples × width) live
+at a time. Their records are merged per evaluation under the pack's replica numbers, so Tune,
+the stopper and MLflow see one trial as before.
 
 A run rebuilt after running out of memory starts again from step 0 (the interrupted step may have
 updated some parameters and not others); evaluations up to the last one handed to ``on_eval`` are
@@ -21,15 +24,21 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from grokray.engine.device import resolve_device
 from grokray.engine.run import ReplicaRun
+from grokray.tasks import Pool, make_pool
+from grokray.tasks.pool import train_count
 
 OnEvals = Callable[[list[dict[str, Any]]], None]
 log = logging.getLogger(__name__)
+# a part's fixed cost per full-batch step on a CPU, in example-rows of the step's own cost
+CPU_PART_OVERHEAD_ROWS = 250.0
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -47,28 +56,69 @@ def part_bounds(n: int, parts: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(parts)]
 
 
-def _renumbered(records: Sequence[Mapping[str, Any]], offset: int) -> list[dict[str, Any]]:
-    return [{**record, "replica": int(record["replica"]) + offset} for record in records]
+def size_parts(sizes: Sequence[int], overhead_rows: float) -> list[list[int]]:
+    """The replicas (indices into ``sizes``, their training-set sizes) in parts of similar size,
+    so that each part pads only to its own largest: the partition of the size-sorted replicas into
+    contiguous runs that minimizes the modelled cost of a full-batch step, the sum over parts of
+    ``overhead_rows + len(part) x largest size in part`` (a part's fixed cost per step, in
+    example-rows, plus the rows it computes). One part where the sizes agree or padding is cheaper
+    than another part's overhead. Parts come smallest sizes first, each in index order."""
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    n = len(order)
+    best = [0.0] + [math.inf] * n  # best[j]: the cheapest cost of the first j sorted replicas
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        largest = sizes[order[j - 1]]
+        for i in range(j):
+            cost = best[i] + overhead_rows + (j - i) * largest
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    parts, j = [], n
+    while j > 0:
+        parts.append(sorted(order[cut[j] : j]))
+        j = cut[j]
+    return parts[::-1]
+
+
+def halves(parts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Every part of more than one replica cut in two (contiguous halves, in its order)."""
+    out: list[list[int]] = []
+    for part in parts:
+        middle = (len(part) + 1) // 2
+        out += [list(part[:middle]), list(part[middle:])] if len(part) > 1 else [list(part)]
+    return out
+
+
+def _renumbered(records: Sequence[Mapping[str, Any]], rows: Sequence[int]) -> list[dict[str, Any]]:
+    return [{**record, "replica": rows[int(record["replica"])]} for record in records]
 
 
 class SplitRun:
-    """The replicas of one pack as ``ReplicaRun`` parts over contiguous slices, trained in turn
-    from one evaluation to the next; records carry the pack's replica numbers."""
+    """The replicas of one pack as ``ReplicaRun`` parts (``parts``: lists of indices into
+    ``configs``, or a number of contiguous slices), trained in turn from one evaluation to the
+    next; records carry the pack's replica numbers."""
 
     def __init__(
         self,
         configs: list[dict[str, Any]],
-        parts: int,
+        parts: int | Sequence[Sequence[int]],
         stop_on_grok: bool = True,
         engine: str | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.configs = configs
-        self.bounds = part_bounds(len(configs), parts)
-        self.parts = [ReplicaRun(configs[a:b], stop_on_grok, engine) for a, b in self.bounds]
+        if isinstance(parts, int):
+            parts = [list(range(a, b)) for a, b in part_bounds(len(configs), parts)]
+        self.groups = [[int(i) for i in group] for group in parts]
+        if sorted(i for g in self.groups for i in g) != list(range(len(configs))):
+            raise ValueError(f"parts {self.groups} do not cover the {len(configs)} replicas once")
+        pool = make_pool(configs[0]) if pool is None else pool
+        self.parts = [ReplicaRun([configs[i] for i in g], stop_on_grok, engine, pool) for g in self.groups]
+        self._where = {row: (p, k) for p, g in enumerate(self.groups) for k, row in enumerate(g)}
 
     @property
     def active(self) -> list[int]:
-        return [row + a for (a, _), part in zip(self.bounds, self.parts, strict=True) for row in part.active]
+        return sorted(g[row] for g, part in zip(self.groups, self.parts, strict=True) for row in part.active)
 
     @property
     def step(self) -> int:
@@ -77,41 +127,40 @@ class SplitRun:
 
     @property
     def histories(self) -> list[list[dict[str, Any]]]:
-        return [
-            _renumbered(history, a) for (a, _), part in zip(self.bounds, self.parts, strict=True)
-            for history in part.histories
-        ]  # fmt: skip
+        return [_renumbered(self.parts[p].histories[k], self.groups[p]) for p, k in self._order()]
+
+    def _order(self) -> list[tuple[int, int]]:
+        """(part, row in part) of each replica, in the pack's order."""
+        return [self._where[row] for row in range(len(self.configs))]
 
     @property
     def outcomes(self) -> list[dict[str, Any] | None]:
         out: list[dict[str, Any] | None] = []
-        for (a, _), part in zip(self.bounds, self.parts, strict=True):
-            for o in part.outcomes:
-                if o is None:
-                    out.append(None)
-                    continue
-                o = {**o, "replica": int(o["replica"]) + a}
+        for p, k in self._order():
+            o = self.parts[p].outcomes[k]
+            if o is not None:
+                o = {**o, "replica": self.groups[p][k]}
                 if "history" in o:
-                    o["history"] = _renumbered(o["history"], a)
-                out.append(o)
+                    o["history"] = _renumbered(o["history"], self.groups[p])
+            out.append(o)
         return out
 
     def latest_records(self) -> dict[int, dict[str, Any]]:
         latest: dict[int, dict[str, Any]] = {}
-        for (a, _), part in zip(self.bounds, self.parts, strict=True):
+        for g, part in zip(self.groups, self.parts, strict=True):
             for row, record in part.latest_records().items():
-                latest[row + a] = {**record, "replica": row + a}
-        return latest
+                latest[g[row]] = {**record, "replica": g[row]}
+        return dict(sorted(latest.items()))
 
     def weights(self, row: int) -> dict[str, torch.Tensor] | None:
-        for (a, b), part in zip(self.bounds, self.parts, strict=True):
-            if a <= row < b:
-                return part.weights(row - a)
-        return None
+        if row not in self._where:
+            return None
+        p, k = self._where[row]
+        return self.parts[p].weights(k)
 
     def evaluations(self) -> Iterator[list[dict[str, Any]]]:
         """Each evaluation's records of every part still training (all at the same step: the
-        parts share the schedule and are checkpointed together)."""
+        parts share the schedule and are checkpointed together), in the pack's replica order."""
         loops = [part.evaluations() for part in self.parts]
         live = list(range(len(loops)))
         while live:
@@ -122,9 +171,9 @@ class SplitRun:
                 except StopIteration:
                     live.remove(i)
                     continue
-                merged += _renumbered(records, self.bounds[i][0])
+                merged += _renumbered(records, self.groups[i])
             if merged:
-                yield merged
+                yield sorted(merged, key=lambda record: record["replica"])
 
     def run(self, on_eval: OnEvals | None = None) -> list[dict[str, Any]]:
         for records in self.evaluations():
@@ -133,43 +182,74 @@ class SplitRun:
         return [outcome for outcome in self.outcomes if outcome is not None]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"split": [list(b) for b in self.bounds], "parts": [part.state_dict() for part in self.parts]}
+        # "step": what the trainable compares checkpoints by (``newest_checkpoint_state``)
+        return {"step": self.step, "groups": self.groups, "parts": [part.state_dict() for part in self.parts]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if [tuple(b) for b in state["split"]] != self.bounds:
-            raise ValueError(f"checkpoint of parts {state['split']}, this run has {self.bounds}")
+        groups = checkpoint_groups(state, len(self.configs))
+        if groups != self.groups:
+            raise ValueError(f"checkpoint of parts {groups}, this run has {self.groups}")
         for part, part_state in zip(self.parts, state["parts"], strict=True):
             part.load_state_dict(part_state)
 
 
+def checkpoint_groups(state: Mapping[str, Any], n: int) -> list[list[int]]:
+    """The parts a checkpoint was trained in (one part: a ``ReplicaRun``'s state; ``split``: the
+    contiguous bounds of a checkpoint written before parts were sorted by size)."""
+    if "groups" in state:
+        return [[int(i) for i in g] for g in state["groups"]]
+    if "split" in state:
+        return [list(range(int(a), int(b))) for a, b in state["split"]]
+    return [list(range(n))]
+
+
+def plan_parts(configs: Sequence[Mapping[str, Any]], pool: Pool) -> list[list[int]]:
+    """The parts a pack trains in before any runs out of memory: one, or on a CPU with full-batch
+    training sets of different sizes, ``size_parts`` by ``CPU_PART_OVERHEAD_ROWS`` (on a GPU the
+    cost of another part is not measured: one part)."""
+    n = len(configs)
+    first = configs[0]
+    sizes = [train_count(pool, c) for c in configs]
+    full_batch = not 0 < first["batch_size"] < min(sizes)
+    if len(set(sizes)) == 1 or not full_batch or resolve_device(first["device"]).type != "cpu":
+        return [list(range(n))]
+    return size_parts(sizes, CPU_PART_OVERHEAD_ROWS)
+
+
 class FittingRun:
-    """A pack's run that splits itself when it does not fit in memory (see the module docstring);
-    the interface of ``ReplicaRun`` that a Tune trial uses."""
+    """A pack's run in parts of similar training-set size (``plan_parts``), split further when it
+    does not fit in memory (see the module docstring); the interface of ``ReplicaRun`` that a
+    Tune trial uses."""
 
     def __init__(
         self, configs: list[dict[str, Any]], stop_on_grok: bool = True, engine: str | None = None
     ) -> None:
         self.configs, self.stop_on_grok, self.engine = configs, stop_on_grok, engine
-        self.n_parts = 1
-        self.current: ReplicaRun | SplitRun = self._fit(1)
+        self.pool = make_pool(configs[0])
+        self.groups = plan_parts(configs, self.pool)
+        self.current: ReplicaRun | SplitRun = self._fit(self.groups)
         self.loaded_step = -1
 
-    def _build(self, parts: int) -> ReplicaRun | SplitRun:
-        if parts == 1:
-            return ReplicaRun(self.configs, self.stop_on_grok, self.engine)
-        return SplitRun(self.configs, parts, self.stop_on_grok, self.engine)
+    @property
+    def n_parts(self) -> int:
+        return len(self.groups)
 
-    def _fit(self, parts: int) -> ReplicaRun | SplitRun:
-        """A run of ``parts`` parts, more where building it runs out of memory."""
+    def _build(self, groups: list[list[int]]) -> ReplicaRun | SplitRun:
+        if len(groups) == 1:
+            return ReplicaRun(self.configs, self.stop_on_grok, self.engine, self.pool)
+        return SplitRun(self.configs, groups, self.stop_on_grok, self.engine, self.pool)
+
+    def _fit(self, groups: list[list[int]]) -> ReplicaRun | SplitRun:
+        """A run in these parts, more where building it runs out of memory."""
         while True:
             try:
-                self.n_parts = parts
-                return self._build(parts)
+                self.groups = groups
+                return self._build(groups)
             except Exception as error:
-                parts = self._more_parts(error)
+                groups = self._more_parts(error)
 
-    def _more_parts(self, error: BaseException) -> int:
-        """The next number of parts after ``error``, or ``error`` raised when it is not the device
+    def _more_parts(self, error: BaseException) -> list[list[int]]:
+        """The parts cut in two after ``error``, or ``error`` raised when it is not the device
         running out of memory or the parts are single replicas already."""
         if not is_out_of_memory(error) or self.n_parts >= len(self.configs):
             raise error
@@ -177,12 +257,12 @@ class FittingRun:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        parts = min(len(self.configs), 2 * self.n_parts)
+        groups = halves(self.groups)
         log.warning(
             "a pack of %d replicas did not fit in memory (%s): training it in %d parts",
-            len(self.configs), str(error).splitlines()[0][:200], parts,
+            len(self.configs), str(error).splitlines()[0][:200], len(groups),
         )  # fmt: skip
-        return parts
+        return groups
 
     @property
     def active(self) -> list[int]:
@@ -210,12 +290,12 @@ class FittingRun:
         return self.current.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a checkpoint of this pack, split into the parts it records."""
-        parts = len(state["split"]) if "split" in state else 1
-        if parts != self.n_parts:
+        """Continue from a checkpoint of this pack, in the parts it records."""
+        groups = checkpoint_groups(state, len(self.configs))
+        if groups != self.groups:
             self.current = None  # type: ignore[assignment]
             gc.collect()
-            self.current = self._fit(parts)
+            self.current = self._fit(groups)
         self.current.load_state_dict(state)
         self.loaded_step = int(self.current.step)
 
@@ -237,5 +317,4 @@ class FittingRun:
             try:
                 return self.current.run(once)
             except Exception as error:
-                parts = self._more_parts(error)
-                self.current = self._fit(parts)
+                self.current = self._fit(self._more_parts(error))

@@ -64,6 +64,15 @@ class Pool:
         return dataclasses.replace(self, **moved)
 
 
+def train_count(pool: Pool, config: Mapping[str, Any]) -> int:
+    """How many training examples ``split`` gives ``config`` (without drawing them)."""
+    n_pool = len(pool.targets)
+    n_candidates = len(pool.candidates) if pool.candidates is not None else n_pool
+    train_size = config["train_size"]
+    n_train = train_size if train_size > 0 else round(config["train_fraction"] * n_candidates)
+    return max(1, min(n_train, n_candidates, n_pool - 1))
+
+
 def split(pool: Pool, config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, val_idx) of replica ``config['seed']``.
 
@@ -79,9 +88,7 @@ def split(pool: Pool, config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Te
     n_candidates = len(candidates)
     generator = torch.Generator().manual_seed(config["seed"])
     order = torch.randperm(n_candidates, generator=generator)
-    train_size = config["train_size"]
-    n_train = train_size if train_size > 0 else round(config["train_fraction"] * n_candidates)
-    n_train = max(1, min(n_train, n_candidates, n_pool - 1))
+    n_train = train_count(pool, config)
     train_idx = candidates[order[:n_train]]
     val_idx = candidates[order[n_train:]]
     if pool.candidates is not None:

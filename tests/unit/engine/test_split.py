@@ -10,7 +10,18 @@ import pytest
 
 from grokray.config import default_config
 from grokray.engine.run import ReplicaRun
-from grokray.engine.split import FittingRun, SplitRun, is_out_of_memory, part_bounds
+from grokray.engine.split import (
+    CPU_PART_OVERHEAD_ROWS,
+    FittingRun,
+    SplitRun,
+    checkpoint_groups,
+    halves,
+    is_out_of_memory,
+    part_bounds,
+    plan_parts,
+    size_parts,
+)
+from grokray.tasks import make_pool
 
 
 def config(seed, **overrides):
@@ -35,6 +46,85 @@ def test_part_bounds_cover_every_replica_once():
     assert part_bounds(3, 1) == [(0, 3)]
 
 
+def brute_force_cost(sizes, overhead):
+    """The cheapest cost over every partition of the sorted sizes into contiguous runs."""
+    ordered = sorted(sizes)
+    n = len(ordered)
+    best = float("inf")
+    for mask in range(2 ** (n - 1)):  # bit i set: a cut after sorted position i
+        cost, start = 0.0, 0
+        for i in range(n):
+            if i == n - 1 or mask >> i & 1:
+                cost += overhead + (i + 1 - start) * ordered[i]
+                start = i + 1
+        best = min(best, cost)
+    return best
+
+
+def model_cost(sizes, parts, overhead):
+    return sum(overhead + len(part) * max(sizes[i] for i in part) for part in parts)
+
+
+def test_size_parts_group_similar_sizes_at_the_least_modelled_cost():
+    # by hand: one part pads 4 replicas to 100 (5 + 400); two parts cost 5 + 20 + 5 + 200
+    assert size_parts([100, 10, 100, 10], 5) == [[1, 3], [0, 2]]
+    assert size_parts([100, 10, 100, 10], 1000) == [[0, 1, 2, 3]]  # another part costs more than padding
+    assert size_parts([50, 50, 50], 0) == [[0, 1, 2]]  # equal sizes: nothing to gain
+    import random
+
+    rng = random.Random(7)
+    for _ in range(40):
+        sizes = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
+        overhead = rng.choice([0.5, 10, 40, 200])
+        parts = size_parts(sizes, overhead)
+        assert sorted(i for part in parts for i in part) == list(range(len(sizes)))
+        assert model_cost(sizes, parts, overhead) == pytest.approx(brute_force_cost(sizes, overhead))
+
+
+def test_halves_and_the_parts_of_a_checkpoint():
+    assert halves([[0, 1, 2], [3], [4, 5]]) == [[0, 1], [2], [3], [4], [5]]
+    assert checkpoint_groups({"split": [[0, 2], [2, 5]]}, 5) == [[0, 1], [2, 3, 4]]  # an older checkpoint
+    assert checkpoint_groups({"groups": [[1, 3], [0, 2]]}, 4) == [[1, 3], [0, 2]]
+    assert checkpoint_groups({"step": 0}, 3) == [[0, 1, 2]]
+
+
+def full_batch(seed, fraction):
+    return config(seed, train_fraction=fraction, batch_size=0, steps=150)
+
+
+def test_a_pack_of_different_sizes_trains_in_parts_of_similar_size():
+    """Full batch on a CPU: a pack of 0.1 ... 0.9 pads each replica only to its part's largest, and
+    trains what the whole padded pack trains (to float rounding: the padded width differs)."""
+    fractions = [0.9, 0.1, 0.5, 0.15, 0.85, 0.45, 0.2, 0.8]
+    configs = [full_batch(seed, f) for seed, f in enumerate(fractions)]
+    pool = make_pool(configs[0])
+    groups = plan_parts(configs, pool)
+    assert len(groups) > 1
+    sizes = [round(f * 31 * 31) for f in fractions]
+    one = [list(range(len(configs)))]
+    assert model_cost(sizes, groups, CPU_PART_OVERHEAD_ROWS) < model_cost(sizes, one, CPU_PART_OVERHEAD_ROWS)
+    for part in groups:  # similar sizes together: no part spans both ends
+        assert max(fractions[i] for i in part) - min(fractions[i] for i in part) < 0.8
+    run = FittingRun(configs, stop_on_grok=False)
+    assert run.n_parts == len(groups)
+    seen = []
+    outcomes = run.run(lambda records: seen.append([r["replica"] for r in records]))
+    assert seen[0] == list(range(len(configs)))  # one merged evaluation, in the pack's order
+    whole = ReplicaRun(configs, stop_on_grok=False).run()
+    for got, want in zip(outcomes, whole, strict=True):
+        assert got["replica"] == want["replica"] and got["n_train"] == want["n_train"]
+        assert [r["step"] for r in got["history"]] == [r["step"] for r in want["history"]]
+        for a, b in zip(got["history"], want["history"], strict=True):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3, abs=1e-5)
+            assert a["val_acc"] == pytest.approx(b["val_acc"], abs=2e-3)
+
+
+def test_minibatches_and_equal_sizes_train_in_one_part():
+    pool = make_pool(CONFIGS[0])
+    assert plan_parts(CONFIGS, pool) == [[0, 1, 2, 3, 4]]  # batch_size 200: no padding to save
+    assert plan_parts([full_batch(s, 0.5) for s in range(4)], pool) == [[0, 1, 2, 3]]
+
+
 def test_a_split_pack_trains_what_the_whole_pack_trains():
     whole = ReplicaRun(CONFIGS).run()
     split = SplitRun(CONFIGS, 2)
@@ -55,11 +145,12 @@ def test_a_split_run_resumes_from_its_checkpoint_bit_for_bit():
 
     interrupted, saved = FittingRun(CONFIGS), {}
     interrupted.current = SplitRun(CONFIGS, 2)
-    interrupted.n_parts = 2
+    interrupted.groups = interrupted.current.groups
 
     def on_eval(records):
         if interrupted.step >= 150:
             saved["state"] = interrupted.state_dict()
+            assert saved["state"]["step"] == 150  # what the trainable picks the newest checkpoint by
             raise Interrupt
 
     with pytest.raises(Interrupt):

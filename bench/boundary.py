@@ -4,17 +4,22 @@ Run ``python -m bench.boundary [--quick] [--json PATH]`` (or ``make bench ARGS=-
 study runs as its users run it (``python -m grokray run``: local Ray, MLflow in a SQLite file) in a
 temporary directory, one after the other:
 
-1. **dense**: the reference, a dense sweep of the default study's setting (training fraction 0.40 …
-   0.60 in steps of 0.02, four seeds each, early stopping on, the monotone rule off so that every
-   run is trained), the README's "dense manual sweep" as a study. Its critical fraction at every
-   budget comes from the same runs (``by_budget`` in its estimate.json).
-2. **grid**: ``studies/critical_size.py`` as shipped (17 fractions × 2 seeds, largest first with
+1. **grid**: ``studies/critical_size.py`` as shipped (17 fractions × 2 seeds, largest first with
    the monotone rule).
+2. **dense**: the reference, a dense sweep of the same setting around the grid's estimate (training
+   fraction from 0.10 below it to 0.10 above in steps of 0.02, four seeds each, early stopping on,
+   the monotone rule off so that every run is trained; for the default setting 0.40 … 0.60, the
+   README's "dense manual sweep" as a study). Its critical fraction at every budget comes from the
+   same runs (``by_budget`` in its estimate.json).
 3. **boundary**: ``studies/critical_size_boundary.py`` with ``max_steps_total`` set to the model-steps
    the grid spent in this run, so it may spend at most what the grid did.
-4. and 5.: the same grid and boundary studies at a budget of 2,500 steps (``--set steps=2500``):
-   the noisy setting, where the runs that grok near the boundary do so late and some seeds miss
-   the budget; the reference is the dense sweep's critical fraction within 2,500 steps.
+4. and 5.: the same grid and boundary studies at half the budget (2,500 steps: ``--set
+   steps=2500``): the noisy setting, where the runs that grok near the boundary do so late and some
+   seeds miss the budget; the reference is the dense sweep's critical fraction within that budget.
+
+``--set KEY=VALUE`` (repeatable) runs every study in another setting, e.g. ``--set op=- --set p=37``
+(another operation and modulus) or ``--set steps=4000`` (another budget, and half of it): how a
+setting that is not in the repository is checked against its own dense sweep.
 
 6. and 7.: the phase boundary: ``studies/weight_decay_grid.py`` (17 fractions × 2 seeds at weight
    decays 0.1, 0.3 and 1) and ``studies/weight_decay_boundary.py`` with ``max_steps_total`` set to
@@ -47,14 +52,25 @@ BOUNDARY = REPO / "studies" / "critical_size_boundary.py"
 WD_GRID = REPO / "studies" / "weight_decay_grid.py"
 WD_BOUNDARY = REPO / "studies" / "weight_decay_boundary.py"
 GRID_SPACING = 0.05  # the grids' fraction spacing
-DENSE_SETS = [
-    "train_fraction=" + ",".join(f"{0.40 + 0.02 * i:.2f}" for i in range(11)),
-    "seeds=4",
-    "monotone_stop=0",
-]
+DENSE_SPAN, DENSE_STEP = 0.10, 0.02  # the dense sweep: the grid's estimate ± 0.10 by 0.02
+BUDGET = 5000  # the shipped studies' steps
+
+
+def dense_sets(center: float | None) -> list[str]:
+    """The dense sweep's settings around ``center`` (the grid's estimate; 0.5 without one)."""
+    middle = round((0.5 if center is None else center) / DENSE_STEP) * DENSE_STEP
+    low = min(max(0.02, middle - DENSE_SPAN), 0.98 - 2 * DENSE_SPAN)
+    n = round(2 * DENSE_SPAN / DENSE_STEP) + 1
+    fractions = ",".join(f"{low + DENSE_STEP * i:.2f}" for i in range(n))
+    return [f"train_fraction={fractions}", "seeds=4", "monotone_stop=0"]
+
+
+def budget_of(sets: Sequence[str]) -> int:
+    """The ``steps`` a ``--set`` list gives (the last one wins), else the studies' own."""
+    steps = [s.split("=", 1)[1] for s in sets if s.split("=", 1)[0].strip() == "steps"]
+    return int(steps[-1]) if steps else BUDGET
 TOLERANCE = 0.02  # the boundary's estimate within ±0.02 of the dense sweep's
 WIDTH_RATIO = 0.5  # its interval at most half the grid's
-NOISY_STEPS = 2500
 
 
 def run_study(label: str, study: Path, sets: Sequence[str], quick: bool) -> dict[str, Any]:
@@ -158,26 +174,32 @@ def judge_phase(grid: dict[str, Any], boundary: dict[str, Any]) -> dict[str, Any
     }
 
 
-def run_phase(quick: bool = False) -> dict[str, Any]:
-    grid = run_study("weight-decay grid", WD_GRID, [], quick)
+def run_phase(quick: bool = False, setting: Sequence[str] = ()) -> dict[str, Any]:
+    grid = run_study("weight-decay grid", WD_GRID, setting, quick)
     limit = int(grid.get("model_steps") or 0)
-    sets = [f"max_steps_total={limit}"] if limit and not quick else []
+    sets = [*setting, *([f"max_steps_total={limit}"] if limit and not quick else [])]
     boundary = run_study("weight-decay boundary", WD_BOUNDARY, sets, quick)
     return {"grid": grid, "boundary": boundary, "judged": judge_phase(grid, boundary)}
 
 
-def run_boundary(quick: bool = False, phase: bool = True) -> dict[str, Any]:
-    dense = run_study("dense sweep", GRID, DENSE_SETS, quick)
+def run_boundary(quick: bool = False, phase: bool = True, setting: Sequence[str] = ()) -> dict[str, Any]:
+    """Grid, dense sweep and boundary at the setting's budget; grid and boundary at half of it."""
+    setting = list(setting)
+    full = budget_of(setting)
+    grids = {full: run_study("grid", GRID, setting, quick)}
+    around = dense_sets(grids[full].get("critical_fraction"))
+    dense = run_study("dense sweep", GRID, [*setting, *around], quick)
     settings: list[dict[str, Any]] = []
-    for steps in (None, NOISY_STEPS):
-        extra = [] if steps is None else [f"steps={steps}"]
-        grid = run_study(f"grid{'' if steps is None else f', {steps} steps'}", GRID, extra, quick)
+    for budget in (full, full // 2):
+        extra = [*setting, *([] if budget == full else [f"steps={budget}"])]
+        label = "" if budget == full else f", {budget} steps"
+        grid = grids.get(budget) or run_study(f"grid{label}", GRID, extra, quick)
         limit = int(grid.get("model_steps") or 0)
         sets = extra + ([f"max_steps_total={limit}"] if limit and not quick else [])
-        boundary = run_study(f"boundary{'' if steps is None else f', {steps} steps'}", BOUNDARY, sets, quick)
-        budget = steps or 5000
-        ref_row = dense.get("by_budget", {}).get(budget) or dense.get("by_budget", {}).get(str(budget))
-        reference = ref_row[0] if ref_row else (dense.get("critical_fraction") if steps is None else None)
+        boundary = run_study(f"boundary{label}", BOUNDARY, sets, quick)
+        by_budget = dense.get("by_budget", {})
+        ref_row = by_budget.get(budget) or by_budget.get(str(budget))
+        reference = ref_row[0] if ref_row else (dense.get("critical_fraction") if budget == full else None)
         settings.append(
             {
                 "budget": budget,
@@ -189,14 +211,16 @@ def run_boundary(quick: bool = False, phase: bool = True) -> dict[str, Any]:
         )
     return {
         "quick": quick,
+        "setting": setting,
         "dense": dense,
         "settings": settings,
-        "phase": run_phase(quick) if phase else None,
+        "phase": run_phase(quick, setting) if phase else None,
     }
 
 
 def report(result: dict[str, Any]) -> list[str]:
-    lines = ["Boundary search vs the grid (bench.boundary; one run each, this machine)", ""]
+    where = f"; --set {' --set '.join(result['setting'])}" if result.get("setting") else ""
+    lines = [f"Boundary search vs the grid (bench.boundary; one run each, this machine{where})", ""]
     head = [
         "budget",
         "study",
@@ -209,14 +233,15 @@ def report(result: dict[str, Any]) -> list[str]:
     ]
     rows = [head]
     dense = result["dense"]
+    full = result["settings"][0]["budget"]
     for setting in result["settings"]:
         budget = setting["budget"]
         ref = setting["reference"]
         dense_text = f"{ref[0]:.3f} [{ref[1]:.3f}, {ref[2]:.3f}]" if ref else "not measured"
         width = f"{ref[2] - ref[1]:.3f}" if ref else "-"
         rows.append([str(budget), "dense sweep (reference)", dense_text, width, str(dense.get("n_trials")),
-                     "(one sweep)" if budget != 5000 else f"{dense.get('model_steps') or 0:,}",
-                     f"{dense['wall_s']:.0f} s" if budget == 5000 else "", ""])  # fmt: skip
+                     "(one sweep)" if budget != full else f"{dense.get('model_steps') or 0:,}",
+                     f"{dense['wall_s']:.0f} s" if budget == full else "", ""])  # fmt: skip
         for key in ("grid", "boundary"):
             row = setting[key]
             post = row.get("boundary") or {}
@@ -312,8 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the studies' --quick profiles (a smoke run)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--no-phase", action="store_true", help="leave out the weight-decay phase boundary")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+        help="run every study in another setting (repeatable), e.g. --set op=- --set p=37",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    result = run_boundary(quick=args.quick, phase=not args.no_phase)
+    bad = [s for s in args.sets if "=" not in s]
+    if bad:
+        parser.error(f"--set: got {bad[0]!r}; allowed: KEY=VALUE")
+    result = run_boundary(quick=args.quick, phase=not args.no_phase, setting=args.sets)
     print()
     print("\n".join(report(result)))
     if args.json:

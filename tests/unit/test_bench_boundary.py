@@ -49,3 +49,15 @@ def test_the_report_has_a_row_per_weight_decay_and_the_verdict():
         line.startswith("0.1 ") and "0.775 [0.725, 0.825]" in line and "0.40" in line for line in lines
     )
     assert lines[-1].startswith("phase boundary: PASS")
+
+
+def test_the_dense_sweep_centres_on_the_grids_estimate_and_the_budget_follows_the_setting():
+    from bench.boundary import budget_of, dense_sets
+
+    default = "train_fraction=" + ",".join(f"{0.40 + 0.02 * i:.2f}" for i in range(11))
+    assert dense_sets(0.505) == [default, "seeds=4", "monotone_stop=0"]  # the README's 0.40 … 0.60
+    assert dense_sets(None)[0] == default
+    assert dense_sets(0.425)[0].startswith("train_fraction=0.32,0.34,")  # x-y mod 37's grid estimate
+    assert dense_sets(0.93)[0].endswith(",0.96,0.98")  # kept below 1
+    assert dense_sets(0.03)[0].startswith("train_fraction=0.02,0.04,")
+    assert budget_of(["op=-", "p=37"]) == 5000 and budget_of(["steps=4000", "steps=3000"]) == 3000

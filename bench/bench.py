@@ -1,8 +1,9 @@
 """Throughput of grokray's trainer as ratios against the plain PyTorch loop of ``bench.plain_loop``.
 
 Run ``python -m bench.bench [--quick] [--json PATH] [--device cpu|cuda] [--study | --study-quick]
-[--study-only] [--scale N [--scale-only]] [--boundary]`` (``--scale``: ``bench.scale``'s many-config
-study; ``--boundary``: ``bench.boundary``'s boundary search against the grid, on its own).
+[--study-only] [--scale N [--scale-only]] [--boundary] [--coverage]`` (``--scale``: ``bench.scale``'s
+many-config study; ``--boundary``: ``bench.boundary``'s boundary search against the grid, on its own;
+``--coverage``: ``bench.coverage``, how often the reported intervals cover a known truth).
 On a shared 2-core CPU ``--quick`` takes ~1 minute; the full run ~20 (R up to 64 on p=97).
 
 Shared machines make absolute timings noisy, so every figure that is judged is a ratio: each
@@ -721,6 +722,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the boundary search against the grid and a dense sweep (bench.boundary, ~22 min)",
     )
+    parser.add_argument(
+        "--coverage",
+        action="store_true",
+        help="only how often the reported 95%% intervals cover a known truth (bench.coverage, ~15 min)",
+    )
     return parser
 
 
@@ -730,6 +736,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.boundary import main as boundary_main
 
         return boundary_main(
+            [*(["--quick"] if args.quick else []), *(["--json", args.json] if args.json else [])]
+        )
+    if args.coverage:  # issue 15's intervals, on simulated runs with a known truth
+        from bench.coverage import main as coverage_main
+
+        return coverage_main(
             [*(["--quick"] if args.quick else []), *(["--json", args.json] if args.json else [])]
         )
     started = time.perf_counter()

@@ -161,3 +161,57 @@ def test_a_group_knows_when_its_outcomes_overlap():
     state.add(0.6, [(True, 700, 650)])
     state.add(0.65, [(False, BUDGET, None)])
     assert state.overlaps()  # 0.65 failed above 0.6, which grokked
+
+
+def test_a_boundary_studys_interval_is_the_hull_of_the_bootstrap_and_the_posterior():
+    """A noisy band tried once a size: the reported interval holds both the bootstrap's and the
+    posterior's (computed here on their own), and the point estimate stays the logistic fit's."""
+    from grokray.analysis.boundary import BoundaryPosterior
+    from grokray.analysis.critical import critical_data_size
+    from grokray.tune.finish import widen_to_posterior
+
+    study = _study(space={"train_fraction": uniform(0.1, 0.9, step=0.01)})
+    sizes = [0.9, 0.7, 0.6, 0.55, 0.5, 0.52, 0.48, 0.45, 0.58, 0.4]
+    grokked = [True, True, True, False, True, False, False, False, True, False]
+    table = pd.DataFrame(
+        {"tune_trial_id": [f"t{i}" for i in range(len(sizes))], "replica": 0, "train_fraction": sizes,
+         "grokked": grokked, "steps_run": [300 if g else BUDGET for g in grokked],
+         "grokking_step": [250 if g else None for g in grokked], "steps": BUDGET, "n_total": 961,
+         "failed": False}
+    )  # fmt: skip
+    estimates = critical_data_size(table)
+    boot = (estimates[0]["ci_low"], estimates[0]["ci_high"])
+    x0 = estimates[0]["critical_fraction"]
+    post = BoundaryPosterior(0.1, 0.9).update(sizes, grokked).interval()
+    widen_to_posterior(study, table, estimates)
+    e = estimates[0]
+    assert (e["ci_bootstrap_low"], e["ci_bootstrap_high"]) == boot
+    assert e["ci_low"] == pytest.approx(min(boot[0], post[0]))
+    assert e["ci_high"] == pytest.approx(max(boot[1], post[1]))
+    assert e["ci_low"] < boot[0] and e["ci_high"] > boot[1]  # here the posterior reaches past both ends
+    assert e["critical_fraction"] == x0 and "hull" in e["note"]
+    assert e["ci_high"] - e["ci_low"] >= max(boot[1] - boot[0], post[1] - post[0])
+
+
+def test_separated_outcomes_are_reported_with_the_posterior_too():
+    """A few separated runs may come from a noisy band: the posterior's interval is in the report."""
+    from grokray.analysis.boundary import BoundaryPosterior
+    from grokray.analysis.critical import critical_data_size
+    from grokray.tune.finish import widen_to_posterior
+
+    study = _study(space={"train_fraction": uniform(0.1, 0.9, step=0.01)})
+    sizes = [0.9, 0.7, 0.6, 0.55, 0.52, 0.5, 0.45]
+    grokked = [True, True, True, True, True, False, False]
+    table = pd.DataFrame(
+        {"tune_trial_id": [f"t{i}" for i in range(len(sizes))], "replica": 0, "train_fraction": sizes,
+         "grokked": grokked, "steps_run": [300 if g else BUDGET for g in grokked],
+         "grokking_step": [250 if g else None for g in grokked], "steps": BUDGET, "n_total": 961,
+         "failed": False}
+    )  # fmt: skip
+    estimates = critical_data_size(table)
+    low, high = estimates[0]["ci_low"], estimates[0]["ci_high"]
+    assert low <= 0.5 and high >= 0.52  # the bootstrap's spans the bracket of tried sizes
+    post = BoundaryPosterior(0.1, 0.9).update(sizes, grokked).interval()
+    widen_to_posterior(study, table, estimates)
+    assert estimates[0]["ci_low"] == pytest.approx(min(low, post[0]))
+    assert estimates[0]["ci_high"] == pytest.approx(max(high, post[1]))

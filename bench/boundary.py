@@ -19,7 +19,10 @@ temporary directory, one after the other:
 
 ``--set KEY=VALUE`` (repeatable) runs every study in another setting, e.g. ``--set op=- --set p=37``
 (another operation and modulus) or ``--set steps=4000`` (another budget, and half of it): how a
-setting that is not in the repository is checked against its own dense sweep.
+setting that is not in the repository is checked against its own dense sweep. ``--dense-seeds N``
+gives the dense sweep N seeds a fraction instead of 4: a study's seeds are the same at every
+fraction (nested training sets, the same initial weights), so 4 of them put the crossing where
+those 4 seeds cross (x − y mod 37: 0.430 [0.420, 0.440] against 0.442 [0.430, 0.455] with 16).
 
 6. and 7.: the phase boundary: ``studies/weight_decay_grid.py`` (17 fractions × 2 seeds at weight
    decays 0.1, 0.3 and 1) and ``studies/weight_decay_boundary.py`` with ``max_steps_total`` set to
@@ -56,13 +59,17 @@ DENSE_SPAN, DENSE_STEP = 0.10, 0.02  # the dense sweep: the grid's estimate ± 0
 BUDGET = 5000  # the shipped studies' steps
 
 
-def dense_sets(center: float | None) -> list[str]:
-    """The dense sweep's settings around ``center`` (the grid's estimate; 0.5 without one)."""
+DENSE_SEEDS = 4
+
+
+def dense_sets(center: float | None, seeds: int = DENSE_SEEDS) -> list[str]:
+    """The dense sweep's settings around ``center`` (the grid's estimate; 0.5 without one), with
+    ``seeds`` seeds at every fraction (the same ones at each: a study's seeds are 0 … seeds−1)."""
     middle = round((0.5 if center is None else center) / DENSE_STEP) * DENSE_STEP
     low = min(max(0.02, middle - DENSE_SPAN), 0.98 - 2 * DENSE_SPAN)
     n = round(2 * DENSE_SPAN / DENSE_STEP) + 1
     fractions = ",".join(f"{low + DENSE_STEP * i:.2f}" for i in range(n))
-    return [f"train_fraction={fractions}", "seeds=4", "monotone_stop=0"]
+    return [f"train_fraction={fractions}", f"seeds={seeds}", "monotone_stop=0"]
 
 
 def budget_of(sets: Sequence[str]) -> int:
@@ -182,12 +189,14 @@ def run_phase(quick: bool = False, setting: Sequence[str] = ()) -> dict[str, Any
     return {"grid": grid, "boundary": boundary, "judged": judge_phase(grid, boundary)}
 
 
-def run_boundary(quick: bool = False, phase: bool = True, setting: Sequence[str] = ()) -> dict[str, Any]:
+def run_boundary(
+    quick: bool = False, phase: bool = True, setting: Sequence[str] = (), dense_seeds: int = DENSE_SEEDS
+) -> dict[str, Any]:
     """Grid, dense sweep and boundary at the setting's budget; grid and boundary at half of it."""
     setting = list(setting)
     full = budget_of(setting)
     grids = {full: run_study("grid", GRID, setting, quick)}
-    around = dense_sets(grids[full].get("critical_fraction"))
+    around = dense_sets(grids[full].get("critical_fraction"), dense_seeds)
     dense = run_study("dense sweep", GRID, [*setting, *around], quick)
     settings: list[dict[str, Any]] = []
     for budget in (full, full // 2):
@@ -341,11 +350,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
         help="run every study in another setting (repeatable), e.g. --set op=- --set p=37",
     )  # fmt: skip
+    parser.add_argument(
+        "--dense-seeds", type=int, default=DENSE_SEEDS, metavar="N",
+        help=f"seeds at each fraction of the dense reference sweep (default {DENSE_SEEDS}; a few seeds place "
+        "the crossing where those seeds cross, not where half of all seeds do)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     bad = [s for s in args.sets if "=" not in s]
     if bad:
         parser.error(f"--set: got {bad[0]!r}; allowed: KEY=VALUE")
-    result = run_boundary(quick=args.quick, phase=not args.no_phase, setting=args.sets)
+    if args.dense_seeds < 1:
+        parser.error(f"--dense-seeds: got {args.dense_seeds}; allowed: a whole number >= 1")
+    result = run_boundary(
+        quick=args.quick, phase=not args.no_phase, setting=args.sets, dense_seeds=args.dense_seeds
+    )
     print()
     print("\n".join(report(result)))
     if args.json:

@@ -60,4 +60,5 @@ def test_the_dense_sweep_centres_on_the_grids_estimate_and_the_budget_follows_th
     assert dense_sets(0.425)[0].startswith("train_fraction=0.32,0.34,")  # x-y mod 37's grid estimate
     assert dense_sets(0.93)[0].endswith(",0.96,0.98")  # kept below 1
     assert dense_sets(0.03)[0].startswith("train_fraction=0.02,0.04,")
+    assert dense_sets(0.505, 16)[1] == "seeds=16"  # --dense-seeds
     assert budget_of(["op=-", "p=37"]) == 5000 and budget_of(["steps=4000", "steps=3000"]) == 3000

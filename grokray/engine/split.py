@@ -182,8 +182,15 @@ class SplitRun:
         return [outcome for outcome in self.outcomes if outcome is not None]
 
     def state_dict(self) -> dict[str, Any]:
-        # "step": what the trainable compares checkpoints by (``newest_checkpoint_state``)
-        return {"step": self.step, "groups": self.groups, "parts": [part.state_dict() for part in self.parts]}
+        parts = [part.state_dict() for part in self.parts]
+        # read from a checkpoint as from a ReplicaRun's: "step" (the trainable picks the newest
+        # checkpoint by it) and "final_weights" (each done replica's weights.pt, by pack number)
+        final = {
+            group[k]: weights
+            for group, state in zip(self.groups, parts, strict=True)
+            for k, weights in state["final_weights"].items()
+        }
+        return {"step": self.step, "final_weights": final, "groups": self.groups, "parts": parts}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         groups = checkpoint_groups(state, len(self.configs))

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from grokray.config import default_config
 from grokray.engine.run import ReplicaRun
@@ -135,6 +136,14 @@ def test_a_split_pack_trains_what_the_whole_pack_trains():
         assert timeless(got["history"]) == timeless(want["history"])
     assert seen[0] == [0, 1, 2, 3, 4]  # one merged evaluation per step, the pack's numbers
     assert sorted(split.latest_records()) == [0, 1, 2, 3, 4]
+    # a checkpoint has each done replica's final weights under its pack number, as a ReplicaRun's
+    state, whole_run = split.state_dict(), ReplicaRun(CONFIGS)
+    whole_run.run()
+    whole_final = whole_run.state_dict()["final_weights"]
+    assert sorted(state["final_weights"]) == sorted(whole_final) == [0, 1, 2, 3, 4]
+    for row, weights in state["final_weights"].items():
+        for name, value in weights.items():
+            assert torch.equal(value, whole_final[row][name])
 
 
 def test_a_split_run_resumes_from_its_checkpoint_bit_for_bit():

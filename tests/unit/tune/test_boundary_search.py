@@ -163,6 +163,16 @@ def test_a_group_knows_when_its_outcomes_overlap():
     assert state.overlaps()  # 0.65 failed above 0.6, which grokked
 
 
+def _runs(sizes, grokked):
+    """A boundary study's trial table: one run a config, a success stopping at step 300."""
+    return pd.DataFrame(
+        {"tune_trial_id": [f"t{i}" for i in range(len(sizes))], "replica": 0, "train_fraction": sizes,
+         "grokked": grokked, "steps_run": [300 if g else BUDGET for g in grokked],
+         "grokking_step": [250 if g else None for g in grokked], "steps": BUDGET, "n_total": 961,
+         "failed": False}
+    )  # fmt: skip
+
+
 def test_a_boundary_studys_interval_is_the_hull_of_the_bootstrap_and_the_posterior():
     """A noisy band tried once a size: the reported interval holds both the bootstrap's and the
     posterior's (computed here on their own), and the point estimate stays the logistic fit's."""
@@ -173,12 +183,7 @@ def test_a_boundary_studys_interval_is_the_hull_of_the_bootstrap_and_the_posteri
     study = _study(space={"train_fraction": uniform(0.1, 0.9, step=0.01)})
     sizes = [0.9, 0.7, 0.6, 0.55, 0.5, 0.52, 0.48, 0.45, 0.58, 0.4]
     grokked = [True, True, True, False, True, False, False, False, True, False]
-    table = pd.DataFrame(
-        {"tune_trial_id": [f"t{i}" for i in range(len(sizes))], "replica": 0, "train_fraction": sizes,
-         "grokked": grokked, "steps_run": [300 if g else BUDGET for g in grokked],
-         "grokking_step": [250 if g else None for g in grokked], "steps": BUDGET, "n_total": 961,
-         "failed": False}
-    )  # fmt: skip
+    table = _runs(sizes, grokked)
     estimates = critical_data_size(table)
     boot = (estimates[0]["ci_low"], estimates[0]["ci_high"])
     x0 = estimates[0]["critical_fraction"]
@@ -202,12 +207,7 @@ def test_separated_outcomes_are_reported_with_the_posterior_too():
     study = _study(space={"train_fraction": uniform(0.1, 0.9, step=0.01)})
     sizes = [0.9, 0.7, 0.6, 0.55, 0.52, 0.5, 0.45]
     grokked = [True, True, True, True, True, False, False]
-    table = pd.DataFrame(
-        {"tune_trial_id": [f"t{i}" for i in range(len(sizes))], "replica": 0, "train_fraction": sizes,
-         "grokked": grokked, "steps_run": [300 if g else BUDGET for g in grokked],
-         "grokking_step": [250 if g else None for g in grokked], "steps": BUDGET, "n_total": 961,
-         "failed": False}
-    )  # fmt: skip
+    table = _runs(sizes, grokked)
     estimates = critical_data_size(table)
     low, high = estimates[0]["ci_low"], estimates[0]["ci_high"]
     assert low <= 0.5 and high >= 0.52  # the bootstrap's spans the bracket of tried sizes

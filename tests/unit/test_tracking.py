@@ -169,14 +169,14 @@ def test_every_child_run_is_found_page_by_page_and_only_running_ones_are_killed(
     assert {r.info.status for r in tracker._children()} == {"FINISHED", "KILLED"}
 
 
-def test_a_run_ends_with_its_queued_metrics_outcome_and_files_in_three_calls(tracker, tmp_path, monkeypatch):
+def test_a_run_ends_with_its_queued_metrics_outcome_and_files_in_two_calls(tracker, tmp_path, monkeypatch):
     import pandas as pd
 
     tracker.start_trial("t1-r0", "r", {}, {"ray.trial_id": "t1"}, config_key="a")
     for step in (0, 10):
         tracker.log_trial_metrics("t1-r0", {"step": step, "val_acc": 0.5 + step / 100, "train_loss": 1.0})
     calls = []
-    for name in ("log_batch", "log_artifacts", "log_artifact", "set_terminated"):
+    for name in ("log_batch", "log_artifacts", "log_artifact", "set_terminated", "get_run"):
         real = getattr(tracker.client, name)
         monkeypatch.setattr(
             tracker.client,
@@ -189,7 +189,8 @@ def test_a_run_ends_with_its_queued_metrics_outcome_and_files_in_three_calls(tra
     curves = pd.DataFrame({"step": [0, 10], "val_acc": [0.5, 0.6]})
     outcome = {"grokked": False, "stop_reason": "budget", "steps_run": 10}
     tracker.end_trial("t1-r0", outcome, curves, folder=folder, name="r no grok")
-    assert calls == ["log_batch", "log_artifacts", "set_terminated"]
+    # the files go straight to the artifact root the run was created with: no look-up of the run
+    assert calls == ["log_batch", "set_terminated"]
     (run,) = tracker._children()
     history = tracker.client.get_metric_history(run.info.run_id, "val_acc")
     assert [(m.step, m.value) for m in history] == [(0, 0.5), (10, 0.6)]
@@ -197,3 +198,25 @@ def test_a_run_ends_with_its_queued_metrics_outcome_and_files_in_three_calls(tra
     assert run.info.run_name == "r no grok" and run.info.status == "FINISHED"
     files = sorted(a.path for a in tracker.client.list_artifacts(run.info.run_id))
     assert files == ["curves.parquet", "weights.pt"]
+
+
+def test_a_run_found_again_by_a_new_tracker_gets_its_files_where_mlflow_keeps_them(tracker, tmp_path):
+    """A resumed driver's tracker learns the runs' artifact roots from the runs it finds; a run it
+    knows no root for (none here) still gets its files through ``log_artifacts``."""
+    import pandas as pd
+
+    from grokray.tracking import StudyTracker
+
+    tracker.start_trial("t1-r0", "r", {}, {"ray.trial_id": "t1"}, config_key="a")
+    tracker.start_trial("t2-r0", "r", {}, {"ray.trial_id": "t2"}, config_key="b")
+    again = StudyTracker(tracker.study_name, tracker.uri)
+    again.attach(tracker.parent_run_id)
+    del again._artifact_uris[again._child_runs["t2-r0"]]
+    curves = pd.DataFrame({"step": [0, 10], "val_acc": [0.5, 0.6]})
+    for key in ("t1-r0", "t2-r0"):
+        again.end_trial(key, {"stop_reason": "budget", "steps_run": 10}, curves)
+    for run in again._children():
+        assert [a.path for a in again.client.list_artifacts(run.info.run_id)] == ["curves.parquet"]
+        local = again.client.download_artifacts(run.info.run_id, "curves.parquet", str(tmp_path))
+        table = pd.read_parquet(local)
+        assert table["val_acc"].tolist() == [0.5, 0.6]

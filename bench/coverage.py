@@ -147,15 +147,17 @@ def run_setting(mu: float, sd: float, budget: int, reps: int, seed: int = 0) -> 
     from grokray.tune.finish import widen_to_posterior
 
     truth = true_critical(mu, budget)
-    rng = np.random.default_rng([seed, int(mu * 1000), int(sd * 1000), budget])
+    base = [seed, int(mu * 1000), int(sd * 1000), budget]
     names = ("grid", "boundary", "bootstrap", "posterior")
     rows: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     steps: dict[str, list[int]] = {"grid": [], "boundary": []}
     for rep in range(reps):
-        grid = grid_design(mu, sd, budget, rng)
+        # each design its own stream: the grid's runs (and so the boundary's allowance) are the
+        # same whatever the boundary search does, so two versions of the search compare rep by rep
+        grid = grid_design(mu, sd, budget, np.random.default_rng([*base, rep, 0]))
         spent = int(grid["steps_run"].sum())
         rows["grid"].append(_interval(critical_data_size(grid, seed=rep)[0]))
-        table = boundary_design(mu, sd, budget, spent, rng)
+        table = boundary_design(mu, sd, budget, spent, np.random.default_rng([*base, rep, 1]))
         estimate = critical_data_size(table, seed=rep)
         rows["bootstrap"].append(_interval(estimate[0]))
         widen_to_posterior(boundary_study(budget, spent), table, estimate)  # what a boundary study reports

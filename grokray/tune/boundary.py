@@ -163,7 +163,9 @@ class BoundarySearch:
                 tried = [*state.sizes, *state.pending]
                 size = gap_fill(posterior, tried, self.candidates, GAP * self.precision)
             if size is None:
-                predictor = grok_steps_predictor(state.grok_sizes, state.grok_steps, state.budget)
+                predictor = grok_steps_predictor(
+                    state.grok_sizes, state.grok_steps, state.budget, posterior.median()
+                )
                 size = choose(posterior, self.candidates, self.seeds, state.budget, predictor, state.pending)
         return {**state.values, self.size_key: size}
 

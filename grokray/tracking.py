@@ -52,7 +52,7 @@ MAX_BATCH = 900  # MLflow accepts 1000 metrics per log_batch
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     """SQLite stores (the embedded tracking database, an Optuna file) in write-ahead-log mode with
     ``synchronous=NORMAL``: a commit appends to the log and no longer syncs the file twice, the
-    cheaper the more runs a study writes (five calls per run). A killed process loses nothing
+    cheaper the more runs a study writes (four calls per run). A killed process loses nothing
     committed (a power cut may lose the last commits; the study resumes from Tune's snapshot)."""
     import sqlite3
 
@@ -357,8 +357,9 @@ class StudyTracker:
         name: str | None = None,
     ) -> None:
         """Tag the outcome, attach the curves as Parquet with the files of ``folder`` (the run's
-        ``weights.pt``, its figure), rename it with its outcome, and end the child run: three
-        calls (the queued metrics go with the outcome), the most a 10,000-run study can afford."""
+        ``weights.pt``, its figure), rename it with its outcome, and end the child run: two
+        calls (the queued metrics go with the outcome) and a write to the run's artifact root, the
+        most a 10,000-run study can afford."""
         run_id = self._child_runs.get(key)
         if run_id is None:
             return

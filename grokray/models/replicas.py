@@ -4,9 +4,20 @@ Built from R ordinary ``MLP`` modules (each initialized with its own seed and ``
 replica r starts exactly where the unbatched network of the same config starts. Weights keep
 ``nn.Linear``'s (out, in) layout, so per-replica Langevin noise can be drawn in the same order and
 shape as the unbatched path.
+
+The first layer of a pair MLP is not multiplied out example by example. Its input is [e_a; e_b]
+(two embedding rows, or two one-hot rows), so W·[e_a; e_b] = T[a] + T[p + b] with the table
+T = [E_a W_aᵀ; E_b W_bᵀ] (for one-hot inputs T = Wᵀ itself): p × 2 small products a step instead
+of one (n × 2e) × (2e × width) product, and the example rows only gather and add two table rows.
+Its backward adds each example's gradient row into the table rows it gathered (``index_add_``).
+That cuts a step's arithmetic by 2-3x for the grokking MLPs (the first layer was 2/3 of it at
+p = 47, one-hot, width 128). The sums are the same up to float rounding as the obvious network's
+(``MLP``); a replica's arithmetic still does not depend on the others in its batch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,22 +53,34 @@ class ReplicaMLP(nn.Module):
     def replicas(self) -> int:
         return getattr(self, self.names[0]).shape[0]
 
-    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        a, b = pairs[..., 0], pairs[..., 1]
+    def first_layer_table(self) -> torch.Tensor:
+        """T (R, 2p, out) of the first linear layer: row a is its output for operand a in the first
+        slot (bias excluded), row p + b for operand b in the second."""
+        weight = getattr(self, self.linears[0][0])  # (R, out, 2e) or (R, out, 2p)
         if self.encoding == "embed":
-            rows = torch.arange(self.replicas, device=pairs.device).unsqueeze(1)
-            x = torch.cat([self.embed_a_weight[rows, a], self.embed_b_weight[rows, b]], dim=-1)
-        else:
-            x = torch.cat([nn.functional.one_hot(a, self.p), nn.functional.one_hot(b, self.p)], dim=-1).to(
-                self.head_weight.dtype
+            dim = self.embed_a_weight.shape[-1]
+            return torch.cat(
+                [
+                    torch.bmm(self.embed_a_weight, weight[:, :, :dim].transpose(1, 2)),
+                    torch.bmm(self.embed_b_weight, weight[:, :, dim:].transpose(1, 2)),
+                ],
+                dim=1,
             )
+        return weight.transpose(1, 2)
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        x = PairGather.apply(self.first_layer_table(), pairs[..., 0], pairs[..., 1] + self.p)
         for i, (weight_name, bias_name) in enumerate(self.linears):
-            weight = getattr(self, weight_name)
             bias = getattr(self, bias_name, None)
-            if bias is not None:
-                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            if i == 0:
+                if bias is not None:
+                    x = x + bias.unsqueeze(1)
             else:
-                x = torch.bmm(x, weight.transpose(1, 2))
+                weight = getattr(self, weight_name)
+                if bias is not None:
+                    x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                else:
+                    x = torch.bmm(x, weight.transpose(1, 2))
             if i < len(self.linears) - 1:
                 x = self.activation(x)
         return x
@@ -69,6 +92,52 @@ class ReplicaMLP(nn.Module):
             parameter = getattr(self, name)
             parameter.data = parameter.data[index].contiguous()
             parameter.grad = None
+
+
+class PairGather(torch.autograd.Function):
+    """``out[r, i] = table[r, first[r, i]] + table[r, second[r, i]]`` for a table (R, rows, d) and
+    indices (R, n); the backward adds each output row's gradient into the two table rows it came
+    from (``pair_gather_grad``)."""
+
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        replicas, rows, width = table.shape
+        offset = torch.arange(replicas, device=table.device).unsqueeze(1) * rows
+        ctx.save_for_backward(first, second)
+        ctx.rows = rows
+        flat = table.reshape(replicas * rows, width)
+        gathered = flat.index_select(0, (first + offset).reshape(-1))
+        gathered.add_(flat.index_select(0, (second + offset).reshape(-1)))
+        return gathered.view(*first.shape, width)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        first, second = ctx.saved_tensors
+        dense = grad.device.type != "cpu"
+        return pair_gather_grad(grad, first, second, ctx.rows, dense=dense), None, None
+
+
+def pair_gather_grad(
+    grad: torch.Tensor, first: torch.Tensor, second: torch.Tensor, rows: int, dense: bool
+) -> torch.Tensor:
+    """The table's gradient (R, rows, d) from the output's (R, n, d): ``grad[r, i]`` added into
+    table rows ``first[r, i]`` and ``second[r, i]`` of replica r.
+
+    ``dense=False`` (a CPU) is ``index_add_``, which walks the rows in order: deterministic. On a
+    GPU ``index_add_`` adds with atomics, in no fixed order, so ``dense=True`` multiplies each
+    replica's one-hot rows with the gradient instead (a batched product, as the one-hot first layer
+    before the table was): the same sums, in a fixed order."""
+    grad = grad.contiguous()
+    replicas, _, width = grad.shape
+    if not dense:
+        offset = torch.arange(replicas, device=grad.device).unsqueeze(1) * rows
+        flat = grad.reshape(-1, width)
+        out = grad.new_zeros(replicas * rows, width)
+        out.index_add_(0, (first + offset).reshape(-1), flat)
+        out.index_add_(0, (second + offset).reshape(-1), flat)
+        return out.view(replicas, rows, width)
+    hits = nn.functional.one_hot(first, rows) + nn.functional.one_hot(second, rows)
+    return torch.bmm(hits.to(grad.dtype).transpose(1, 2), grad)
 
 
 class VmapReplicas(nn.Module):

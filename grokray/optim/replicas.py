@@ -105,38 +105,60 @@ class ReplicaOptimizer:
                 raise ValueError("optimizer: wand needs each replica's training loss: step(losses=...)")
             self.wand.step(losses)
             return
+        if self.kind == "sgd":
+            self._sgd()
+        else:
+            self._adam()
+        self.noise()
+
+    def _sgd(self) -> None:
         for i, (p, state) in enumerate(zip(self.params, self.state, strict=True)):
             if p.grad is None:
                 continue
-            lr, wd, decay = self._hyper(i, p)
+            lr, wd, _ = self._hyper(i, p)
             grad = p.grad
-            if self.kind == "sgd":
-                if any(self.weight_decay):
-                    grad = grad.add(p * wd)
-                if self.momentum:
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = grad.clone()
-                    else:
-                        buf.mul_(self.momentum).add_(grad)
-                    grad = buf
-                p.sub_(lr * grad)
-                continue
-            if self.kind == "adamw":
-                p.mul_(decay)
-            elif any(self.weight_decay):  # adam: coupled L2
+            if any(self.weight_decay):
                 grad = grad.add(p * wd)
-            if not state:
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, 1 - self.beta1)
-            exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
-            bias_correction1 = 1 - self.beta1**self.step_count
-            bias_correction2_sqrt = math.sqrt(1 - self.beta2**self.step_count)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-            p.sub_((lr / bias_correction1) * exp_avg / denom)
-        self.noise()
+            if self.momentum:
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = grad.clone()
+                else:
+                    buf.mul_(self.momentum).add_(grad)
+                grad = buf
+            p.sub_(lr * grad)
+
+    def _adam(self) -> None:
+        """AdamW (decoupled decay) or Adam (coupled L2) as ``torch.optim``'s single-tensor step,
+        each operation applied to every parameter by one ``torch._foreach_*`` call (the same
+        kernels, tensor by tensor: the same numbers as an op per parameter, a tenth of the calls)."""
+        rows = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not rows:
+            return
+        params = [self.params[i] for i in rows]
+        grads = [p.grad for p in params]
+        hyper = [self._hyper(i, self.params[i]) for i in rows]
+        if self.kind == "adamw":
+            torch._foreach_mul_(params, [h[2] for h in hyper])
+        elif any(self.weight_decay):  # adam: coupled L2
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, [h[1] for h in hyper]))
+        for i, p in zip(rows, params, strict=True):
+            if not self.state[i]:
+                self.state[i]["exp_avg"] = torch.zeros_like(p)
+                self.state[i]["exp_avg_sq"] = torch.zeros_like(p)
+        exp_avg = [self.state[i]["exp_avg"] for i in rows]
+        exp_avg_sq = [self.state[i]["exp_avg_sq"] for i in rows]
+        torch._foreach_lerp_(exp_avg, grads, 1 - self.beta1)
+        torch._foreach_mul_(exp_avg_sq, self.beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - self.beta2)
+        bias_correction1 = 1 - self.beta1**self.step_count
+        bias_correction2_sqrt = math.sqrt(1 - self.beta2**self.step_count)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_mul(exp_avg, torch._foreach_div([h[0] for h in hyper], bias_correction1))
+        torch._foreach_div_(update, denom)
+        torch._foreach_sub_(params, update)
 
     def keep(self, index: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> None:
         """Follow the model's ``keep``: slice the per-replica state and hyperparameters."""

@@ -55,7 +55,8 @@ class ReplicaMLP(nn.Module):
 
     def first_layer_table(self) -> torch.Tensor:
         """T (R, 2p, out) of the first linear layer: row a is its output for operand a in the first
-        slot (bias excluded), row p + b for operand b in the second."""
+        slot, row p + b for operand b in the second (bias excluded: ``forward`` adds it to the
+        second operand's rows)."""
         weight = getattr(self, self.linears[0][0])  # (R, out, 2e) or (R, out, 2p)
         if self.encoding == "embed":
             dim = self.embed_a_weight.shape[-1]
@@ -69,20 +70,14 @@ class ReplicaMLP(nn.Module):
         return weight.transpose(1, 2)
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        x = PairGather.apply(self.first_layer_table(), pairs[..., 0], pairs[..., 1] + self.p)
-        for i, (weight_name, bias_name) in enumerate(self.linears):
-            bias = getattr(self, bias_name, None)
-            if i == 0:
-                if bias is not None:
-                    x = x + bias.unsqueeze(1)
-            else:
-                weight = getattr(self, weight_name)
-                if bias is not None:
-                    x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-                else:
-                    x = torch.bmm(x, weight.transpose(1, 2))
-            if i < len(self.linears) - 1:
-                x = self.activation(x)
+        table = self.first_layer_table()
+        bias = getattr(self, self.linears[0][1], None)
+        if bias is not None:  # in the second operand's rows: one pass over the examples fewer
+            table = torch.cat([table[:, : self.p], table[:, self.p :] + bias.unsqueeze(1)], dim=1)
+        x = PairGather.apply(table, pairs[..., 0], pairs[..., 1] + self.p)
+        for weight_name, bias_name in self.linears[1:]:
+            x = self.activation(x)
+            x = RowLinear.apply(x, getattr(self, weight_name), getattr(self, bias_name, None))
         return x
 
     @torch.no_grad()
@@ -138,6 +133,55 @@ def pair_gather_grad(
         return out.view(replicas, rows, width)
     hits = nn.functional.one_hot(first, rows) + nn.functional.one_hot(second, rows)
     return torch.bmm(hits.to(grad.dtype).transpose(1, 2), grad)
+
+
+def grad_chunk(device: torch.device) -> int:
+    """Rows a weight gradient of ``RowLinear`` sums in one product (a fixed shape per device)."""
+    return 256 if device.type == "cpu" else 1024
+
+
+class RowLinear(torch.autograd.Function):
+    """x Wᵀ + b for R replicas (x: (R, n, in)), whose gradients do not depend on the padding.
+
+    A replica's rows in a pack are padded to the longest in its part (with zero gradient). The
+    forward and the input's gradient compute each row alone, so padding changes none of them; but
+    the weight and bias gradients sum over the rows, and a matrix product sums over a longer row
+    count in other blocks: padded and unpadded runs of the same replica would round differently,
+    and a replica trained alone (``grokray trial``, ``pack=1``) would drift from its packed run
+    (measured: 33 of 42 padded products differ). So those sums go over chunks of a fixed row count
+    (``grad_chunk``; the last chunk padded with zero rows), each chunk a product of one fixed
+    shape, the chunks then added in order: padding adds only zero chunks and zero rows, exactly.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is not None:
+            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        return torch.bmm(x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        rows, chunk = grad.shape[1], grad_chunk(grad.device)
+        grad_weight: torch.Tensor | None = None
+        grad_bias: torch.Tensor | None = None
+        for start in range(0, rows, chunk):  # in order: padding only adds zero chunks at the end
+            g, h = grad[:, start : start + chunk], x[:, start : start + chunk]
+            if g.shape[1] < chunk:  # the last, short chunk: zero rows to the fixed shape
+                g = nn.functional.pad(g, (0, 0, 0, chunk - g.shape[1]))
+                h = nn.functional.pad(h, (0, 0, 0, chunk - h.shape[1]))
+            part = torch.bmm(g.transpose(1, 2), h)
+            grad_weight = part if grad_weight is None else grad_weight.add_(part)
+            if ctx.has_bias:
+                summed = g.sum(dim=1)
+                grad_bias = summed if grad_bias is None else grad_bias.add_(summed)
+        return grad_x, grad_weight, grad_bias
 
 
 class VmapReplicas(nn.Module):

@@ -234,6 +234,12 @@ class ReplicaRun(Step, Measures):
             self._train_step()
             step += 1
 
+    def step_rows(self) -> int:
+        """Example-rows of one training step now: replicas still training x the padded width."""
+        if self.batches is not None:
+            return len(self.active) * self.batches[0].batch_size
+        return len(self.active) * int(self.train_index.shape[1])
+
     def latest_records(self) -> dict[int, dict[str, Any]]:
         """Each replica's newest evaluation record (also those already done), by replica index."""
         return {row: history[-1] for row, history in enumerate(self.histories) if history}

@@ -7,12 +7,13 @@ largest in its batch, so on a CPU a pack whose sizes differ trains in parts of s
 memory (``torch.OutOfMemoryError`` on a GPU; the CPU allocator's "can't allocate memory"), the
 same configs train again with every part cut in two (``halves``), until it fits or a part is a
 single replica (which then fails as any error does). A ``SplitRun``'s parts are ``ReplicaRun`` runs
-over lists of the configs, stepped from one evaluation to the next in turn: every replica keeps
-its seed, split, initial weights and minibatch order (all drawn per config), so it trains what it
-would have trained in one batch (to float rounding where the padded width differs), and only one
-part's activations (what runs a small network out of memory: replicas × examples × width) live
-at a time. Their records are merged per evaluation under the pack's replica numbers, so Tune,
-the stopper and MLflow see one trial as before.
+over lists of the configs, stepped from one evaluation to the next (side by side on a CPU with
+more than one thread, one thread a part; in turn otherwise): every replica keeps its seed, split,
+initial weights and minibatch order (all drawn per config), so it trains what it would have
+trained in one batch (for the pair MLP bit for bit, whatever the padding: ``RowLinear``), and on
+a GPU only one part's activations (what runs a small network out of memory: replicas × examples ×
+width) live at a time. Their records are merged per evaluation under the pack's replica numbers,
+so Tune, the stopper and MLflow see one trial as before.
 
 A run rebuilt after running out of memory starts again from step 0 (the interrupted step may have
 updated some parameters and not others); evaluations up to the last one handed to ``on_eval`` are
@@ -26,6 +27,7 @@ import gc
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import torch
@@ -37,8 +39,10 @@ from grokray.tasks.pool import train_count
 
 OnEvals = Callable[[list[dict[str, Any]]], None]
 log = logging.getLogger(__name__)
-# a part's fixed cost per full-batch step on a CPU, in example-rows of the step's own cost
-CPU_PART_OVERHEAD_ROWS = 250.0
+# a part's fixed cost per full-batch step on a CPU, in example-rows of the step's own cost: one
+# step of R = 1 ... 16 one-hot p = 47 MLPs (width 128) at 10-90 % of the pairs, 2 threads, costs
+# about 0.7 ms + 0.6-0.7 us a row with the first layer as a table gather (docs/throughput.md)
+CPU_PART_OVERHEAD_ROWS = 1000.0
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -91,6 +95,19 @@ def halves(parts: Sequence[Sequence[int]]) -> list[list[int]]:
 
 def _renumbered(records: Sequence[Mapping[str, Any]], rows: Sequence[int]) -> list[dict[str, Any]]:
     return [{**record, "replica": rows[int(record["replica"])]} for record in records]
+
+
+def part_workers(parts: Sequence[ReplicaRun]) -> int:
+    """How many parts of a pack train at once: one a thread of ``torch.get_num_threads()`` on a
+    CPU (at most one a part); one on a GPU, whose kernels queue on one stream anyway."""
+    if len(parts) < 2 or any(part.device.type != "cpu" for part in parts):
+        return 1
+    return max(1, min(torch.get_num_threads(), len(parts)))
+
+
+def _advance(loop: Iterator[list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """The next evaluation's records of a part, or None once it is done."""
+    return next(loop, None)
 
 
 class SplitRun:
@@ -160,20 +177,43 @@ class SplitRun:
 
     def evaluations(self) -> Iterator[list[dict[str, Any]]]:
         """Each evaluation's records of every part still training (all at the same step: the
-        parts share the schedule and are checkpointed together), in the pack's replica order."""
+        parts share the schedule and are checkpointed together), in the pack's replica order.
+
+        On a CPU with more than one thread (``torch.get_num_threads()``), the parts train from one
+        evaluation to the next concurrently, one thread each (``part_workers``), each part's ops
+        then on one core (``torch.set_num_threads(1)`` while the pack trains, restored after):
+        a part of a few small replicas keeps one core busy but not two, and its Python overhead
+        overlaps the other part's arithmetic. A part's arithmetic is the same on one thread as on
+        two (``tests/unit/engine/test_split.py``)."""
         loops = [part.evaluations() for part in self.parts]
         live = list(range(len(loops)))
-        while live:
-            merged: list[dict[str, Any]] = []
-            for i in list(live):
-                try:
-                    records = next(loops[i])
-                except StopIteration:
-                    live.remove(i)
-                    continue
-                merged += _renumbered(records, self.groups[i])
-            if merged:
-                yield sorted(merged, key=lambda record: record["replica"])
+        workers = part_workers(self.parts)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="grokray-part") if workers > 1 else None
+        threads = torch.get_num_threads()
+        try:
+            if pool is not None:
+                torch.set_num_threads(1)
+            while live:
+                # the costliest parts first: a free worker takes the next (longest processing time first)
+                live.sort(key=lambda i: -self.parts[i].step_rows())
+                if pool is None:
+                    results = [_advance(loops[i]) for i in live]
+                else:
+                    futures = [pool.submit(_advance, loops[i]) for i in live]
+                    wait(futures)  # every part idle again before an error is raised or a checkpoint taken
+                    results = [future.result() for future in futures]
+                merged: list[dict[str, Any]] = []
+                for i, records in list(zip(live, results, strict=True)):
+                    if records is None:
+                        live.remove(i)
+                        continue
+                    merged += _renumbered(records, self.groups[i])
+                if merged:
+                    yield sorted(merged, key=lambda record: record["replica"])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+                torch.set_num_threads(threads)
 
     def run(self, on_eval: OnEvals | None = None) -> list[dict[str, Any]]:
         for records in self.evaluations():

@@ -19,6 +19,7 @@ from grokray.engine.split import (
     halves,
     is_out_of_memory,
     part_bounds,
+    part_workers,
     plan_parts,
     size_parts,
 )
@@ -144,6 +145,79 @@ def test_a_split_pack_trains_what_the_whole_pack_trains():
     for row, weights in state["final_weights"].items():
         for name, value in weights.items():
             assert torch.equal(value, whole_final[row][name])
+
+
+def test_parts_train_concurrently_one_thread_each_and_compute_the_same_numbers():
+    """With two threads the parts train side by side, each op on one thread: every number is what
+    the parts compute one after another on two threads, and the thread count is restored."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = SplitRun(CONFIGS, 2)
+        assert part_workers(one.parts) == 1
+        alone = one.run()
+        torch.set_num_threads(2)
+        two = SplitRun(CONFIGS, 2)
+        assert part_workers(two.parts) == 2 and part_workers(two.parts[:1]) == 1
+        seen = []
+        together = two.run(lambda records: seen.append(torch.get_num_threads()))
+        assert seen and set(seen) == {1}  # the parts' ops on one thread each while the pack trains
+        assert torch.get_num_threads() == 2  # and the caller's threads back after it
+    finally:
+        torch.set_num_threads(threads)
+    for got, want in zip(together, alone, strict=True):
+        assert timeless(got["history"]) == timeless(want["history"])
+
+
+def test_an_error_in_one_part_surfaces_once_every_part_is_idle():
+    import time
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = SplitRun(CONFIGS, 2)
+        finished = []
+
+        def fails():
+            raise RuntimeError("injected fault")
+
+        def slow(step=split.parts[1]._train_step):
+            time.sleep(0.05)
+            step()
+            finished.append(time.perf_counter())
+
+        split.parts[0]._train_step = fails
+        split.parts[1]._train_step = slow
+        with pytest.raises(RuntimeError, match="injected fault"):
+            split.run()
+        raised = time.perf_counter()
+        assert finished and max(finished) < raised  # the other part had stopped before the error
+        assert len(finished) == CONFIGS[1]["eval_every"]  # it trained to its next evaluation
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_replica_padded_in_its_part_trains_bit_for_bit_as_alone():
+    """In a part, a replica's rows are padded to the part's longest: its numbers are still those
+    of the same config trained alone (``grokray trial``, ``pack=1``), to the bit, on one thread or
+    two (``RowLinear`` sums weight gradients in chunks of a fixed shape; the rest is per row)."""
+    from grokray.engine import train_replicas
+
+    configs = [full_batch(0, 0.8), full_batch(1, 0.3), full_batch(2, 0.55)]
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            packed = ReplicaRun(configs, stop_on_grok=False).run()  # one part, padded to 0.8's rows
+            for config, outcome in zip(configs, packed, strict=True):
+                [alone] = train_replicas([config], stop_on_grok=False, batched=True)
+                drop = ("replica", "elapsed_s")  # its index in the batch, the clock
+                assert [{k: v for k, v in r.items() if k not in drop} for r in outcome["history"]] == [
+                    {k: v for k, v in r.items() if k not in drop} for r in alone["history"]
+                ]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_split_run_resumes_from_its_checkpoint_bit_for_bit():

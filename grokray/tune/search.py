@@ -159,6 +159,7 @@ def make_search(study: Study, storage: Any = None, study_name: str | None = None
             storage=storage,
             study_name=study_name,
             rule=rule,
+            slots=study.max_concurrent,
         )
     common = {
         "space": make_space(study),
@@ -350,11 +351,15 @@ class PackSearch(Searcher):
         storage: Any = None,
         study_name: str | None = None,
         rule: Any = None,
+        slots: int = 1,
     ) -> None:
         import optuna
 
         super().__init__(metric=metric, mode=mode)
         self._rule = rule  # the study's GrokStopper: its monotone rule orders the packs
+        self._slots = max(1, int(slots))  # packs training at once (the study's max_concurrent)
+        self._reserved: set[int] = set()  # Optuna trial numbers a pack left to the next free slots
+        self._failing: set[tuple[Any, ...]] = set()  # monotone groups where a run spent its budget
         self._space, self._per_pack, self._num_configs = space, per_pack, num_configs
         self._per_config, self._resolve = per_config, resolve
         self._ot_study = optuna.create_study(
@@ -417,8 +422,18 @@ class PackSearch(Searcher):
         (in a running pack, or ahead of it in this one once the group has an outcome: a group's
         first pack takes its largest sizes on speculation): it waits for their outcome. One that
         the rule already dominates goes into a pack of its own, which stops before it trains
-        (recorded ``dominated``, 0 steps), as a single-config trial does today."""
+        (recorded ``dominated``, 0 steps), as a single-config trial does today.
+
+        No slot idles while work waits that is cheap to guess: the configs that may train now
+        are shared out over the free slots (``max_concurrent`` packs: one core each on a CPU),
+        the rest kept for the next free slot whatever trains meanwhile (``_reserved``); and a
+        free slot with nothing else to train takes the largest contested size of a group where
+        nothing has failed yet (so far every size grokked: the boundary is likely below the
+        sizes in flight). Once a size of a group fails, its sizes wait as above, and the rule
+        saves what it saved before: the configs trained are the same, sooner."""
         rule = self._rule if self._rule is not None and self._rule.monotone else None
+        reserved = self.__dict__.setdefault("_reserved", set())  # absent in a search pickled before
+        waiting: list[tuple[Any, dict[str, Any]]] = []  # contested configs, in the sampler's order
         if rule is None or rule.size_key is None:
             eligible, dominated = list(self._pending), []
         else:
@@ -442,26 +457,49 @@ class PackSearch(Searcher):
                 if rule.dominated(size, group):
                     dominated.append(item)
                     continue
-                # a group's first pack, before anything is known of it, takes the largest sizes
-                # on speculation (they mostly grok); once it has an outcome, a pack holds no size
-                # whose failure could dominate another of the same pack
-                known = group in rule.smallest_grokked or bool(rule.failed.get(group))
-                ceiling = rule.smallest_grokked.get(group, math.inf)
-                contested = {f for f in rule.failed.get(group, ()) if size < f < ceiling}
-                for ahead in (training.get(group, []), beside.get(group, []) if known else []):
-                    i, end = bisect.bisect_right(ahead, size), bisect.bisect_left(ahead, ceiling)
-                    while i < end and len(contested) < rule.monotone:
-                        contested.add(ahead[i])
-                        i += 1
-                if len(contested) >= rule.monotone and (training or eligible):
-                    continue  # waits
+                if item[0].number not in reserved:
+                    # a group's first pack, before anything is known of it, takes the largest sizes
+                    # on speculation (they mostly grok); once it has an outcome, a pack holds no
+                    # size whose failure could dominate another of the same pack
+                    known = group in rule.smallest_grokked or bool(rule.failed.get(group))
+                    ceiling = rule.smallest_grokked.get(group, math.inf)
+                    contested = {f for f in rule.failed.get(group, ()) if size < f < ceiling}
+                    for ahead in (training.get(group, []), beside.get(group, []) if known else []):
+                        i, end = bisect.bisect_right(ahead, size), bisect.bisect_left(ahead, ceiling)
+                        while i < end and len(contested) < rule.monotone:
+                            contested.add(ahead[i])
+                            i += 1
+                    if len(contested) >= rule.monotone and (training or eligible):
+                        waiting.append(item)
+                        continue
                 eligible.append(item)
                 bisect.insort(beside.setdefault(group, []), size)
+            if not dominated and len(self._packs) < self._slots:
+                eligible += self._speculation(waiting, rule)
         chosen = eligible or dominated
         if not chosen:
             return []
         shape = self._shape(chosen[0], shared_keys)
-        return [item for item in chosen if self._shape(item, shared_keys) == shape][: self._per_pack]
+        chosen = [item for item in chosen if self._shape(item, shared_keys) == shape][: self._per_pack]
+        if not eligible:
+            return chosen  # dominated: trains nothing, one pack however many slots are free
+        # shared out over the free slots (this one included); the rest wait for the next ones
+        free = max(1, self._slots - len(self._packs))
+        taken, left = chosen[: -(-len(chosen) // free)], chosen[-(-len(chosen) // free) :]
+        reserved.difference_update(item[0].number for item in taken)
+        reserved.update(item[0].number for item in left)
+        return taken
+
+    def _speculation(
+        self, waiting: list[tuple[Any, dict[str, Any]]], rule: Any
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """One contested config a pack trains on speculation: the largest waiting size of a group
+        where no run has failed yet (none once one has: near the boundary the order pays)."""
+        failing = self.__dict__.setdefault("_failing", set())  # absent in a search pickled before
+        for item in sorted(waiting, key=lambda item: -self._sized(item, rule)[0]):
+            if self._sized(item, rule)[1] not in failing:
+                return [item]
+        return []
 
     def _sized(self, item: tuple[Any, dict[str, Any]], rule: Any) -> tuple[float, tuple[Any, ...]] | None:
         """A config's (size, monotone group), or None without a size."""
@@ -515,6 +553,10 @@ class PackSearch(Searcher):
                     # each seed's outcome, for samplers that read them (the boundary search)
                     outcomes = [[bool(r.get("grokked")), int(r.get("steps_run") or 0), r.get("grokking_step")]
                                 for r in rows]  # fmt: skip
+                    if self._rule is not None and any(r.get("stop_reason") == "budget" for r in rows):
+                        sized = self._sized((ot_trial, values), self._rule)
+                        if sized is not None:  # a run of this group spent its budget: no more guesses
+                            self.__dict__.setdefault("_failing", set()).add(sized[1])
                     self._ot_study._storage.set_trial_user_attr(ot_trial._trial_id, OUTCOMES_ATTR, outcomes)
                     self._ot_study.tell(ot_trial, value, skip_if_finished=True)
             except UpdateFinishedTrialError:  # told before the driver was killed (an RDB storage)

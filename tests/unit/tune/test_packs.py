@@ -18,7 +18,7 @@ from grokray.tune.stopper import GrokStopper
 SIZES = [0.9, 0.7, 0.5, 0.3, 0.1]
 
 
-def _study(pack=4, seeds=2, monotone_stop=2, **space):
+def _study(pack=4, seeds=2, monotone_stop=2, max_concurrent=1, **space):
     return Study(
         name="s",
         config={"p": 13, "steps": 100},
@@ -27,6 +27,7 @@ def _study(pack=4, seeds=2, monotone_stop=2, **space):
         sampler="grid",
         pack=pack,
         monotone_stop=monotone_stop,
+        max_concurrent=max_concurrent,
     ).validate()
 
 
@@ -128,8 +129,9 @@ def test_configs_of_different_shapes_are_never_packed_together():
 
 def test_packs_are_ordered_so_that_the_monotone_rule_keeps_its_savings():
     """A group's first pack takes the largest sizes on speculation; once the group has an outcome, a
-    size waits while two larger sizes (below the smallest that grokked) are failed or training, and
-    the sizes the rule then dominates get a pack of their own, which trains nothing."""
+    size waits while two larger sizes (below the smallest that grokked) are failed or training (a
+    pack guesses one such size while no run of the group has failed), and the sizes the rule then
+    dominates get a pack of their own, which trains nothing."""
     study = _study(pack=8, seeds=1)
 
     def ends(trial_id, suggestion, *replicas):
@@ -143,18 +145,60 @@ def test_packs_are_ordered_so_that_the_monotone_rule_keeps_its_savings():
     stopper("t-", _result({"train_fraction": 0.95}, GROKKED))  # now 0.95 is known to grok
     search = make_search(study, rule=stopper)
     first = search.suggest("t0")
-    assert _sizes(first) == [0.9, 0.7]  # 0.5 would lie below two sizes of its own pack
-    assert search.suggest("t1") is None  # 0.5 waits for t0's outcome
-    ends("t0", first, GROKKED, FAILED)
-    second = search.suggest("t1")
-    assert _sizes(second) == [0.5]  # below one failed size (0.7); 0.3 would lie below 0.7 and 0.5
-    ends("t1", second, FAILED)
-    dominated = search.suggest("t2")
+    # 0.5 would lie below two sizes of its own pack: it is the pack's one guess (nothing failed)
+    assert _sizes(first) == [0.9, 0.7, 0.5]
+    assert search.suggest("t1") is None  # 0.3 waits for t0's outcome (the one slot is busy)
+    ends("t0", first, GROKKED, FAILED, FAILED)
+    dominated = search.suggest("t1")
     assert _sizes(dominated) == [0.3, 0.1]  # below 0.7 and 0.5, which failed: a pack of their own
     start = _result(dominated, RUNNING, RUNNING)
-    assert stopper("t2", start)  # stops at its first evaluation
+    assert stopper("t1", start)  # stops at its first evaluation
     assert [r["stop_reason"] for r in start["replicas"].values()] == ["dominated", "dominated"]
-    assert search.suggest("t3") == PackSearch.FINISHED
+    assert search.suggest("t2") == PackSearch.FINISHED
+    # once a run of the group has failed, a size waits for the outcome of the two above it
+    stopper = GrokStopper("train_fraction", [], 2)
+    stopper("t-", _result({"train_fraction": 0.95}, GROKKED))
+    search = make_search(study, rule=stopper)
+    first = search.suggest("t0")
+    ends("t0", first, GROKKED, FAILED, GROKKED)  # 0.7 failed (0.5 grokked: no evidence below it)
+    second = search.suggest("t1")
+    assert _sizes(second) == [0.3, 0.1]  # nothing below 0.5 has failed: both may train together
+    ends("t1", second, FAILED, FAILED)
+    assert search.suggest("t2") == PackSearch.FINISHED
+
+
+def test_free_slots_share_the_configs_that_may_train_and_guess_until_a_run_fails():
+    """Two packs train at once (``max_concurrent=2``): a group's first speculative batch is shared
+    out over both slots; while no run of the group has failed, each pack guesses one contested size
+    (it may train for nothing, until the sizes above it fail); once a run failed, sizes wait."""
+    sizes = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    study = Study(
+        name="s", config={"p": 13, "steps": 100}, space={"train_fraction": grid(sizes)}, seeds=1,
+        sampler="grid", pack=4, monotone_stop=2, max_concurrent=2,
+    ).validate()  # fmt: skip
+    stopper = GrokStopper("train_fraction", [], 2)
+    search = make_search(study, rule=stopper)
+
+    def ends(trial_id, suggestion, *replicas):
+        result = _result(suggestion, *replicas)
+        assert stopper(trial_id, result)
+        search.on_trial_complete(trial_id, flatten_dict(result))
+
+    a, b = search.suggest("a"), search.suggest("b")
+    assert _sizes(a) == [0.9, 0.8]  # the first 4 sizes shared over the 2 free slots
+    assert _sizes(b) == [0.7, 0.6, 0.5]  # 0.5 (below 0.7 and 0.6, training) guessed
+    ends("a", a, GROKKED, GROKKED)
+    c = search.suggest("c")
+    assert _sizes(c) == [0.4]  # contested by 0.6 and 0.5; nothing failed yet: guessed
+    assert search.suggest("c2") is None  # both slots busy
+    ends("b", b, GROKKED, FAILED, FAILED)  # 0.6 and 0.5 fail: 0.4 and below are dominated
+    assert _sizes(search.suggest("d")) == [0.3, 0.2]  # a pack of their own, training nothing
+    guessed = _result(c, RUNNING)
+    assert stopper("c", guessed)  # the guess stops at its next evaluation
+    assert guessed["replicas"]["0"]["stop_reason"] == "dominated"
+    search.on_trial_complete("c", flatten_dict(guessed))
+    assert search.suggest("e") == PackSearch.FINISHED
+    assert stopper.failed[()] == {0.6, 0.5} and stopper.smallest_grokked[()] == 0.7
 
 
 def test_a_pack_stops_only_once_every_config_still_training_is_dominated():

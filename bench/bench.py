@@ -699,6 +699,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved plain/grokray pairs per row")
+    parser.add_argument(
+        "--only",
+        metavar="LETTER",
+        default="",
+        help="only the configs labelled (LETTER) ..., e.g. a: the p=47 MLP with the pack row",
+    )
     study = parser.add_mutually_exclusive_group()
     study.add_argument(
         "--study",
@@ -757,7 +763,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not has_train_replicas():
         print(f"note: {NO_REPLICAS}; its rows are skipped", flush=True)
     rows: list[dict[str, Any]] = []
-    for name, overrides in CONFIGS.items() if not (args.study_only or args.scale_only) else ():
+    chosen = {n: o for n, o in CONFIGS.items() if not args.only or n.startswith(f"({args.only})")}
+    if not chosen:
+        print(f"bench: --only {args.only}: no config label starts with ({args.only})", file=sys.stderr)
+        return 2
+    for name, overrides in chosen.items() if not (args.study_only or args.scale_only) else ():
         config = {**default_config(), **overrides, "eval_every": plan.eval_every, "device": device, "seed": 0}
         rows += measure_config(name, config, plan)
     checks = check_targets(rows, device) if rows else []

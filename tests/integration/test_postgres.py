@@ -46,7 +46,7 @@ def test_the_smoke_study_on_an_mlflow_server_on_postgresql(server_smoke_study, p
     assert parent.info.status == "FINISHED" and all(c.info.status == "FINISHED" for c in children)
     pairs = sorted((float(c.data.params["train_fraction"]), int(c.data.params["seed"])) for c in children)
     assert pairs == [(f, s) for f in (0.2, 0.5, 0.8) for s in (0, 1)]
-    assert len({c.data.tags["ray.trial_id"] for c in children}) == 1  # one pack (pack="auto")
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == 2  # packs over the 2 free slots
     for child in children:
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert len(history) >= 3 and history[0].step == 0

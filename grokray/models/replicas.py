@@ -17,12 +17,17 @@ p = 47, one-hot, width 128). The sums are the same up to float rounding as the o
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from grokray.models.mlp import ACTIVATIONS, MLP
+from grokray.models.mlp import ACTIVATIONS, MLP, Quadratic
+
+# the activations ``ActLinear`` computes itself (every one of ``ACTIVATIONS``)
+ACTIVATION_KINDS = {nn.ReLU: "relu", nn.GELU: "gelu", Quadratic: "quadratic"}
 
 
 class ReplicaMLP(nn.Module):
@@ -53,31 +58,41 @@ class ReplicaMLP(nn.Module):
     def replicas(self) -> int:
         return getattr(self, self.names[0]).shape[0]
 
-    def first_layer_table(self) -> torch.Tensor:
-        """T (R, 2p, out) of the first linear layer: row a is its output for operand a in the first
-        slot, row p + b for operand b in the second (bias excluded: ``forward`` adds it to the
-        second operand's rows)."""
+    def first_layer_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first linear layer as two tables (R, p, out): row a of the first is its output for
+        operand a in the first slot, row b of the second for operand b in the second, the layer's
+        bias added to the second (one pass over the examples fewer)."""
         weight = getattr(self, self.linears[0][0])  # (R, out, 2e) or (R, out, 2p)
+        bias = getattr(self, self.linears[0][1], None)
         if self.encoding == "embed":
             dim = self.embed_a_weight.shape[-1]
-            return torch.cat(
-                [
-                    torch.bmm(self.embed_a_weight, weight[:, :, :dim].transpose(1, 2)),
-                    torch.bmm(self.embed_b_weight, weight[:, :, dim:].transpose(1, 2)),
-                ],
-                dim=1,
-            )
-        return weight.transpose(1, 2)
+            first = torch.bmm(self.embed_a_weight, weight[:, :, :dim].transpose(1, 2))
+            second_weight = weight[:, :, dim:].transpose(1, 2)
+            if bias is None:
+                return first, torch.bmm(self.embed_b_weight, second_weight)
+            return first, torch.baddbmm(bias.unsqueeze(1), self.embed_b_weight, second_weight)
+        first, second = weight[:, :, : self.p].transpose(1, 2), weight[:, :, self.p :].transpose(1, 2)
+        return first, second if bias is None else second + bias.unsqueeze(1)
+
+    def _flat_indices(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each example's rows in the replicas' stacked tables (operand + replica x p), made once
+        for the inputs a run hands every step (its full batch), again for any other."""
+        cached = self.__dict__.get("_indices")  # (the inputs themselves, their version, indices)
+        if cached is not None and cached[0] is pairs and cached[1] == pairs._version:
+            return cached[2], cached[3]
+        offset = torch.arange(pairs.shape[0], device=pairs.device).unsqueeze(1) * self.p
+        first = (pairs[..., 0] + offset).reshape(-1)
+        second = (pairs[..., 1] + offset).reshape(-1)
+        self.__dict__["_indices"] = (pairs, pairs._version, first, second)
+        return first, second
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        table = self.first_layer_table()
-        bias = getattr(self, self.linears[0][1], None)
-        if bias is not None:  # in the second operand's rows: one pass over the examples fewer
-            table = torch.cat([table[:, : self.p], table[:, self.p :] + bias.unsqueeze(1)], dim=1)
-        x = PairGather.apply(table, pairs[..., 0], pairs[..., 1] + self.p)
+        first_table, second_table = self.first_layer_tables()
+        first, second = self._flat_indices(pairs)
+        x = PairGather.apply(first_table, second_table, first, second).view(*pairs.shape[:-1], -1)
+        kind = ACTIVATION_KINDS[type(self.activation)]
         for weight_name, bias_name in self.linears[1:]:
-            x = self.activation(x)
-            x = RowLinear.apply(x, getattr(self, weight_name), getattr(self, bias_name, None))
+            x = ActLinear.apply(x, getattr(self, weight_name), getattr(self, bias_name, None), kind)
         return x
 
     @torch.no_grad()
@@ -90,98 +105,141 @@ class ReplicaMLP(nn.Module):
 
 
 class PairGather(torch.autograd.Function):
-    """``out[r, i] = table[r, first[r, i]] + table[r, second[r, i]]`` for a table (R, rows, d) and
-    indices (R, n); the backward adds each output row's gradient into the two table rows it came
-    from (``pair_gather_grad``)."""
+    """``first_table[first] + second_table[second]`` over the rows of two stacked tables (R, p, d)
+    (flat row indices, ``ReplicaMLP._flat_indices``); the backward adds each output row's gradient
+    into the two table rows it came from (``pair_gather_grad``)."""
 
     @staticmethod
-    def forward(ctx: Any, table: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        replicas, rows, width = table.shape
-        offset = torch.arange(replicas, device=table.device).unsqueeze(1) * rows
+    def forward(
+        ctx: Any,
+        first_table: torch.Tensor,
+        second_table: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+    ) -> torch.Tensor:
         ctx.save_for_backward(first, second)
-        ctx.rows = rows
-        flat = table.reshape(replicas * rows, width)
-        gathered = flat.index_select(0, (first + offset).reshape(-1))
-        gathered.add_(flat.index_select(0, (second + offset).reshape(-1)))
-        return gathered.view(*first.shape, width)
+        ctx.shape = first_table.shape
+        width = first_table.shape[-1]
+        with serial_if_small(first.numel() * width):
+            gathered = first_table.reshape(-1, width).index_select(0, first)
+            return gathered.add_(second_table.reshape(-1, width).index_select(0, second))
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         first, second = ctx.saved_tensors
         dense = grad.device.type != "cpu"
-        return pair_gather_grad(grad, first, second, ctx.rows, dense=dense), None, None
+        return (
+            pair_gather_grad(grad, first, ctx.shape, dense=dense),
+            pair_gather_grad(grad, second, ctx.shape, dense=dense),
+            None,
+            None,
+        )
 
 
-def pair_gather_grad(
-    grad: torch.Tensor, first: torch.Tensor, second: torch.Tensor, rows: int, dense: bool
-) -> torch.Tensor:
-    """The table's gradient (R, rows, d) from the output's (R, n, d): ``grad[r, i]`` added into
-    table rows ``first[r, i]`` and ``second[r, i]`` of replica r.
+SERIAL_NUMEL = 1 << 20  # elements below which the table's gather and scatter run on one thread
+
+
+@contextlib.contextmanager
+def serial_if_small(numel: int) -> Iterator[None]:
+    """One intra-op thread for a gather or scatter of fewer than ``SERIAL_NUMEL`` elements: the
+    same numbers, without waking a second thread for a few microseconds of work (a wake-up costs
+    ~0.4 ms with ``OMP_WAIT_POLICY=PASSIVE``, what ``make bench`` runs with: the engine at R = 1 on
+    the bench's p = 47 MLP went from 0.68x to 0.87x of the plain loop)."""
+    threads = torch.get_num_threads()
+    if threads == 1 or numel >= SERIAL_NUMEL:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pair_gather_grad(grad: torch.Tensor, index: torch.Tensor, shape: torch.Size, dense: bool) -> torch.Tensor:
+    """A stacked table's gradient (``shape``: R, p, d) from the gathered rows' (n, d): ``grad[i]``
+    added into flat table row ``index[i]`` (replica r's rows are r·p ... r·p + p - 1).
 
     ``dense=False`` (a CPU) is ``index_add_``, which walks the rows in order: deterministic. On a
     GPU ``index_add_`` adds with atomics, in no fixed order, so ``dense=True`` multiplies each
     replica's one-hot rows with the gradient instead (a batched product, as the one-hot first layer
-    before the table was): the same sums, in a fixed order."""
-    grad = grad.contiguous()
-    replicas, _, width = grad.shape
+    before the tables was): the same sums, in a fixed order."""
+    replicas, rows, width = shape
+    grad = grad.reshape(-1, width)
     if not dense:
-        offset = torch.arange(replicas, device=grad.device).unsqueeze(1) * rows
-        flat = grad.reshape(-1, width)
-        out = grad.new_zeros(replicas * rows, width)
-        out.index_add_(0, (first + offset).reshape(-1), flat)
-        out.index_add_(0, (second + offset).reshape(-1), flat)
-        return out.view(replicas, rows, width)
-    hits = nn.functional.one_hot(first, rows) + nn.functional.one_hot(second, rows)
-    return torch.bmm(hits.to(grad.dtype).transpose(1, 2), grad)
+        with serial_if_small(grad.numel()):  # the same sums: each column walks the rows in order
+            return grad.new_zeros(replicas * rows, width).index_add_(0, index, grad).view(shape)
+    local = index.view(replicas, -1) - torch.arange(replicas, device=index.device).unsqueeze(1) * rows
+    hits = nn.functional.one_hot(local, rows).to(grad.dtype)
+    return torch.bmm(hits.transpose(1, 2), grad.view(replicas, -1, width))
 
 
 def grad_chunk(device: torch.device) -> int:
-    """Rows a weight gradient of ``RowLinear`` sums in one product (a fixed shape per device)."""
+    """Rows a weight gradient of ``ActLinear`` sums in one product (a fixed shape per device)."""
     return 256 if device.type == "cpu" else 1024
 
 
-class RowLinear(torch.autograd.Function):
-    """x Wᵀ + b for R replicas (x: (R, n, in)), whose gradients do not depend on the padding.
+class ActLinear(torch.autograd.Function):
+    """φ(z) Wᵀ + b for R replicas (z: (R, n, in), φ: relu, gelu or x²), whose gradients do not
+    depend on how far a replica's rows are padded.
 
     A replica's rows in a pack are padded to the longest in its part (with zero gradient). The
     forward and the input's gradient compute each row alone, so padding changes none of them; but
-    the weight and bias gradients sum over the rows, and a matrix product sums over a longer row
-    count in other blocks: padded and unpadded runs of the same replica would round differently,
-    and a replica trained alone (``grokray trial``, ``pack=1``) would drift from its packed run
+    the weight and bias gradients sum over the rows, and a matrix product sums a longer row count
+    in other blocks: padded and unpadded runs of the same replica would round differently, and a
+    replica trained alone (``grokray trial``, ``pack=1``) would drift from its packed run
     (measured: 33 of 42 padded products differ). So those sums go over chunks of a fixed row count
-    (``grad_chunk``; the last chunk padded with zero rows), each chunk a product of one fixed
-    shape, the chunks then added in order: padding adds only zero chunks and zero rows, exactly.
+    (``grad_chunk``): φ(z) is written into a buffer of whole chunks (zero rows after the last
+    example), the weight gradient is one batched product of a fixed shape per chunk, and the
+    chunks' products are added in order: padding adds only zero rows and zero chunks, exactly.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+    def forward(
+        ctx: Any, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kind: str
+    ) -> torch.Tensor:
+        replicas, rows, width = z.shape
+        chunk = grad_chunk(z.device)
+        chunks = -(-rows // chunk)
+        buffer = z.new_empty(replicas, chunks * chunk, width)
+        buffer[:, rows:].zero_()
+        h = buffer[:, :rows]
+        if kind == "relu":
+            torch.clamp(z, min=0.0, out=h)
+        elif kind == "gelu":  # (gelu's out= does not write into a strided view)
+            h.copy_(nn.functional.gelu(z))
+        else:  # quadratic
+            torch.mul(z, z, out=h)
+        ctx.save_for_backward(z, buffer, weight)
+        ctx.kind, ctx.has_bias, ctx.chunks = kind, bias is not None, chunks
         if bias is not None:
-            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-        return torch.bmm(x, weight.transpose(1, 2))
+            return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        return torch.bmm(h, weight.transpose(1, 2))
 
     @staticmethod
-    def backward(
-        ctx: Any, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        x, weight = ctx.saved_tensors
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        z, buffer, weight = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        rows, chunk = grad.shape[1], grad_chunk(grad.device)
-        grad_weight: torch.Tensor | None = None
-        grad_bias: torch.Tensor | None = None
-        for start in range(0, rows, chunk):  # in order: padding only adds zero chunks at the end
-            g, h = grad[:, start : start + chunk], x[:, start : start + chunk]
-            if g.shape[1] < chunk:  # the last, short chunk: zero rows to the fixed shape
-                g = nn.functional.pad(g, (0, 0, 0, chunk - g.shape[1]))
-                h = nn.functional.pad(h, (0, 0, 0, chunk - h.shape[1]))
-            part = torch.bmm(g.transpose(1, 2), h)
-            grad_weight = part if grad_weight is None else grad_weight.add_(part)
-            if ctx.has_bias:
-                summed = g.sum(dim=1)
-                grad_bias = summed if grad_bias is None else grad_bias.add_(summed)
-        return grad_x, grad_weight, grad_bias
+        replicas, rows, out = grad.shape
+        grad_z = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.bmm(grad, weight)
+            if ctx.kind == "relu":
+                grad_z = torch.ops.aten.threshold_backward(grad_h, z, 0.0)
+            elif ctx.kind == "gelu":
+                grad_z = torch.ops.aten.gelu_backward(grad_h, z)
+            else:  # d(z²) = 2 z dz
+                grad_z = grad_h.mul_(z).mul_(2.0)
+        padded = nn.functional.pad(grad, (0, 0, 0, buffer.shape[1] - rows))
+        chunked = padded.view(replicas * ctx.chunks, -1, out)
+        grad_weight = torch.bmm(
+            chunked.transpose(1, 2), buffer.view(replicas * ctx.chunks, -1, buffer.shape[2])
+        )
+        grad_weight = grad_weight.view(replicas, ctx.chunks, out, -1).sum(dim=1)
+        grad_bias = None
+        if ctx.has_bias:
+            grad_bias = padded.view(replicas, ctx.chunks, -1, out).sum(dim=2).sum(dim=1)
+        return grad_z, grad_weight, grad_bias, None
 
 
 class VmapReplicas(nn.Module):

@@ -201,7 +201,7 @@ def test_an_error_in_one_part_surfaces_once_every_part_is_idle():
 def test_a_replica_padded_in_its_part_trains_bit_for_bit_as_alone():
     """In a part, a replica's rows are padded to the part's longest: its numbers are still those
     of the same config trained alone (``grokray trial``, ``pack=1``), to the bit, on one thread or
-    two (``RowLinear`` sums weight gradients in chunks of a fixed shape; the rest is per row)."""
+    two (``ActLinear`` sums weight gradients in chunks of a fixed shape; the rest is per row)."""
     from grokray.engine import train_replicas
 
     configs = [full_batch(0, 0.8), full_batch(1, 0.3), full_batch(2, 0.55)]

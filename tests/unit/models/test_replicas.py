@@ -53,18 +53,24 @@ def test_a_replica_computes_the_same_numbers_in_any_batch():
 
 
 def test_the_gather_gradient_by_hand_and_both_of_its_paths():
-    # replica 0: 4 table rows, output rows gather (0, 2), (1, 2), (0, 0); replica 1: (3, 3), (1, 0), (2, 1)
-    first, second = torch.tensor([[0, 1, 0], [3, 1, 2]]), torch.tensor([[2, 2, 0], [3, 0, 1]])
-    grad = torch.tensor([[[1.0, 10.0], [2.0, 20.0], [4.0, 40.0]], [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])
-    expected = torch.tensor(
-        [
-            [[1.0 + 4 + 4, 10.0 + 40 + 40], [2.0, 20.0], [1.0 + 2, 10.0 + 20], [0.0, 0.0]],
-            [[3.0, 4.0], [3.0 + 5, 4.0 + 6], [5.0, 6.0], [1.0 + 1, 2.0 + 2]],
-        ]
+    # 2 replicas, tables of 3 rows; flat rows of replica 1 are 3, 4, 5
+    # output rows: replica 0 gathers (0, 2), (1, 2), (0, 0); replica 1 (5, 5), (4, 3), (3, 4)
+    first, second = torch.tensor([0, 1, 0, 5, 4, 3]), torch.tensor([2, 2, 0, 5, 3, 4])
+    grad = torch.tensor([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0], [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    shape = torch.Size([2, 3, 2])
+    expected_first = torch.tensor(
+        [[[5.0, 50.0], [2.0, 20.0], [0.0, 0.0]], [[5.0, 6.0], [3.0, 4.0], [1.0, 2.0]]]
+    )
+    expected_second = torch.tensor(
+        [[[4.0, 40.0], [0.0, 0.0], [3.0, 30.0]], [[3.0, 4.0], [5.0, 6.0], [1.0, 2.0]]]
     )
     for dense in (False, True):
-        assert torch.equal(pair_gather_grad(grad, first, second, 4, dense=dense), expected)
-    table = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: PairGather.apply(t, first, second), (table,))
-    rows = torch.arange(2).unsqueeze(1)
-    assert torch.equal(PairGather.apply(table, first, second), table[rows, first] + table[rows, second])
+        assert torch.equal(pair_gather_grad(grad, first, shape, dense=dense), expected_first)
+        assert torch.equal(pair_gather_grad(grad, second, shape, dense=dense), expected_second)
+    tables = (
+        torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(lambda a, b: PairGather.apply(a, b, first, second), tables)
+    flat_a, flat_b = (t.reshape(6, 2) for t in tables)
+    assert torch.equal(PairGather.apply(*tables, first, second), flat_a[first] + flat_b[second])

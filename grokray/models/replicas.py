@@ -6,13 +6,16 @@ replica r starts exactly where the unbatched network of the same config starts. 
 shape as the unbatched path.
 
 The first layer of a pair MLP is not multiplied out example by example. Its input is [e_a; e_b]
-(two embedding rows, or two one-hot rows), so W·[e_a; e_b] = T[a] + T[p + b] with the table
-T = [E_a W_aᵀ; E_b W_bᵀ] (for one-hot inputs T = Wᵀ itself): p × 2 small products a step instead
-of one (n × 2e) × (2e × width) product, and the example rows only gather and add two table rows.
-Its backward adds each example's gradient row into the table rows it gathered (``index_add_``).
-That cuts a step's arithmetic by 2-3x for the grokking MLPs (the first layer was 2/3 of it at
-p = 47, one-hot, width 128). The sums are the same up to float rounding as the obvious network's
-(``MLP``); a replica's arithmetic still does not depend on the others in its batch.
+(two embedding rows, or two one-hot rows), so W·[e_a; e_b] + b = T_a[a] + T_b[b] with the tables
+T_a = E_a W_aᵀ and T_b = E_b W_bᵀ + b (for one-hot inputs the weight's own columns): two p × width
+products a step instead of one (n × 2e) × (2e × width), and the examples only gather and add
+two table rows (``PairGather``; its backward adds each example's gradient into the rows it
+gathered, in order). That cuts a step's arithmetic by 2-3x for the grokking MLPs (the first layer
+was 2/3 of it at p = 47, one-hot, width 128). Every later layer is an ``ActLinear`` (activation
+and linear layer in one autograd node), whose weight gradients are summed in chunks of a fixed
+shape, so that a replica's rows padded in a pack train bit for bit as unpadded. The sums are the
+same up to float rounding as the obvious network's (``MLP``); a replica's arithmetic does not
+depend on the others in its batch, nor on its padding.
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ def serial_if_small(numel: int) -> Iterator[None]:
     """One intra-op thread for a gather or scatter of fewer than ``SERIAL_NUMEL`` elements: the
     same numbers, without waking a second thread for a few microseconds of work (a wake-up costs
     ~0.4 ms with ``OMP_WAIT_POLICY=PASSIVE``, what ``make bench`` runs with: the engine at R = 1 on
-    the bench's p = 47 MLP went from 0.68x to 0.87x of the plain loop)."""
+    the bench's p = 47 MLP went from 0.68x to 0.97x of the plain loop)."""
     threads = torch.get_num_threads()
     if threads == 1 or numel >= SERIAL_NUMEL:
         yield

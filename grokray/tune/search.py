@@ -426,11 +426,12 @@ class PackSearch(Searcher):
 
         No slot idles while work waits that is cheap to guess: the configs that may train now
         are shared out over the free slots (``max_concurrent`` packs: one core each on a CPU),
-        the rest kept for the next free slot whatever trains meanwhile (``_reserved``); and a
-        free slot with nothing else to train takes the largest contested size of a group where
-        nothing has failed yet (so far every size grokked: the boundary is likely below the
-        sizes in flight). Once a size of a group fails, its sizes wait as above, and the rule
-        saves what it saved before: the configs trained are the same, sooner."""
+        the rest kept for the next free slot whatever trains meanwhile (``_reserved``); and while
+        no run of a group has spent its budget without grokking (``_failing``), a pack also
+        takes the largest contested size of that group on speculation (``_speculation``): it
+        trains for nothing only if the sizes above it fail, and only until they do (the stopper
+        ends a pack whose every config is dominated). Once a run has failed, sizes wait as above:
+        the configs trained are the ones the conservative order trains, sooner."""
         rule = self._rule if self._rule is not None and self._rule.monotone else None
         reserved = self.__dict__.setdefault("_reserved", set())  # absent in a search pickled before
         waiting: list[tuple[Any, dict[str, Any]]] = []  # contested configs, in the sampler's order

@@ -213,7 +213,8 @@ class ActLinear(torch.autograd.Function):
             h.copy_(nn.functional.gelu(z))
         else:  # quadratic
             torch.mul(z, z, out=h)
-        ctx.save_for_backward(z, buffer, weight)
+        # relu's derivative reads φ(z) > 0 from the buffer: z itself need not outlive the forward
+        ctx.save_for_backward(None if kind == "relu" else z, buffer, weight)
         ctx.kind, ctx.has_bias, ctx.chunks = kind, bias is not None, chunks
         if bias is not None:
             return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
@@ -228,7 +229,7 @@ class ActLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_h = torch.bmm(grad, weight)
             if ctx.kind == "relu":
-                grad_z = torch.ops.aten.threshold_backward(grad_h, z, 0.0)
+                grad_z = torch.ops.aten.threshold_backward(grad_h, buffer[:, :rows], 0.0)
             elif ctx.kind == "gelu":
                 grad_z = torch.ops.aten.gelu_backward(grad_h, z)
             else:  # d(z²) = 2 z dz

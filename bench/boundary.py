@@ -76,6 +76,8 @@ def budget_of(sets: Sequence[str]) -> int:
     """The ``steps`` a ``--set`` list gives (the last one wins), else the studies' own."""
     steps = [s.split("=", 1)[1] for s in sets if s.split("=", 1)[0].strip() == "steps"]
     return int(steps[-1]) if steps else BUDGET
+
+
 TOLERANCE = 0.02  # the boundary's estimate within ±0.02 of the dense sweep's
 WIDTH_RATIO = 0.5  # its interval at most half the grid's
 

@@ -5,7 +5,9 @@ Run ``python -m bench.scale [--configs N] [--server] [--json PATH]`` (or ``make 
 ARGS="--scale N"``). The study runs as its users run it (``python -m grokray run``, local Ray, MLflow
 in a SQLite file, or with ``--server`` a real ``mlflow server`` on PostgreSQL) in a temporary directory; the
 driver process reports its own CPU time (``getrusage``: Ray's processes and the trials' workers
-are not in it). The plain loop builds each config's data, network and optimizer and trains its 50
+are not in it), and the tracking writer's process its own (``grokray/tune/writer.py``; none with
+``GROKRAY_TRACKING_WRITER=inline``, where the driver makes the MLflow calls).
+The plain loop builds each config's data, network and optimizer and trains its 50
 steps, for ``--plain`` configs drawn from the same space, timed whole and scaled to the study's
 count: what the same configs cost with no scheduling, search or tracking at all.
 """
@@ -39,9 +41,13 @@ def _driver(argv: Sequence[str]) -> int:
     try:
         code = main(list(argv))
     finally:
+        from grokray.tune.writer import CLOSED_CPU
+
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
+        writer = sum(CLOSED_CPU) if CLOSED_CPU else None  # the tracking writer's process, if one ran
         Path(os.environ["SCALE_RUSAGE"]).write_text(
-            json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": time.perf_counter() - started})
+            json.dumps({"cpu_s": cpu, "writer_cpu_s": writer, "wall_s": time.perf_counter() - started})
         )
     return code
 
@@ -144,7 +150,9 @@ def _run_scale(configs: int, plain: int, tracking_uri: str | None) -> dict[str, 
         result["tracking"] = "mlflow server on PostgreSQL" if tracking_uri else "SQLite file"
         usage_path = Path(tmp, "rusage.json")
         if usage_path.exists():
-            result.update(driver_cpu_s=json.loads(usage_path.read_text())["cpu_s"])
+            usage = json.loads(usage_path.read_text())
+            result.update(driver_cpu_s=usage["cpu_s"], writer_cpu_s=usage.get("writer_cpu_s"))
+        result["tracking_writer"] = env.get("GROKRAY_TRACKING_WRITER") or "process"
         table_path = Path(tmp, "results", "scale", "trials.parquet")
         if table_path.exists():
             table = pd.read_parquet(table_path)
@@ -161,7 +169,7 @@ def _run_scale(configs: int, plain: int, tracking_uri: str | None) -> dict[str, 
 def report(result: dict[str, Any]) -> list[str]:
     """The table of ``run_scale``'s result and its two targets."""
     n, get = result["configs"], result.get
-    cpu, wall = get("driver_cpu_s"), result["wall_s"]
+    cpu, wall, writer = get("driver_cpu_s"), result["wall_s"], get("writer_cpu_s")
     plain = result["plain_s_per_config"] * n
     lines = [
         f"Scale: bench/scale_study.py, {n} configs (1 seed, 50 steps, random search, pack=256), "
@@ -171,6 +179,13 @@ def report(result: dict[str, Any]) -> list[str]:
         f"  wall clock            {wall:8.1f} s   {1000 * wall / n:7.1f} ms per config",
         "  driver CPU            "
         + (f"{cpu:8.1f} s   {1000 * cpu / n:7.1f} ms per config" if cpu is not None else "  not measured"),
+        "  tracking writer CPU   "
+        + (
+            f"{writer:8.1f} s   {1000 * writer / n:7.1f} ms per config   (its own process: the child runs' "
+            "MLflow calls)"
+            if writer is not None
+            else f"  none (GROKRAY_TRACKING_WRITER={get('tracking_writer', '?')}: the driver makes the calls)"
+        ),
         f"  plain loop (scaled)   {plain:8.1f} s   {1000 * result['plain_s_per_config']:7.1f} ms per config"
         f"   (grokray / plain: {result['wall_s'] / plain:.2f})",
     ]

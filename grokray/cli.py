@@ -117,6 +117,11 @@ def resume_command(args: argparse.Namespace, program: Sequence[str] | None = Non
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        settings.current()  # a GROKRAY_* variable with a value it does not allow
+    except ValueError as err:
+        print(f"grokray: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
         if args.command == "report":
             return _report(args)
         if args.command == "links":

@@ -22,6 +22,9 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: ``GROKRAY_ENGINE``: "" (the MLP on token pairs through ReplicaMLP; other models looped on a CPU
 #: and through vmap on a GPU), "vmap" or "loop" (every model through VmapReplicas, so).
 ENGINES = ("", "vmap", "loop")
+#: ``GROKRAY_TRACKING_WRITER``: where the child runs' MLflow calls are made: "process" (a writer
+#: process beside the driver, ``grokray/tune/writer.py``) or "inline" (in the driver).
+TRACKING_WRITERS = ("process", "inline")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Settings:
     checkpoint_seconds: float = 30.0  # GROKRAY_CHECKPOINT_SECONDS: a trial's checkpoint period
     tracking_outage_seconds: float = 600.0  # GROKRAY_TRACKING_OUTAGE_SECONDS: how long to wait for MLflow
     engine: str = ""  # GROKRAY_ENGINE (ENGINES)
+    tracking_writer: str = "process"  # GROKRAY_TRACKING_WRITER (TRACKING_WRITERS)
     inject_fault: str = ""  # GROKRAY_INJECT_FAULT: fault drills only (raise-once@STEP, raise-always@STEP)
 
     @classmethod
@@ -44,6 +48,12 @@ class Settings:
             raise ValueError(
                 f"GROKRAY_ENGINE: got {engine!r}; allowed: {', '.join(repr(e) for e in ENGINES)}"
             )
+        writer = environ.get("GROKRAY_TRACKING_WRITER") or "process"
+        if writer not in TRACKING_WRITERS:
+            raise ValueError(
+                f"GROKRAY_TRACKING_WRITER: got {writer!r}; "
+                f"allowed: {', '.join(repr(w) for w in TRACKING_WRITERS)}"
+            )
         return cls(
             storage=environ.get("GROKRAY_STORAGE") or DEFAULT_STORAGE,
             tracking_uri=environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
@@ -52,6 +62,7 @@ class Settings:
             checkpoint_seconds=float(environ.get("GROKRAY_CHECKPOINT_SECONDS", "30")),
             tracking_outage_seconds=float(environ.get("GROKRAY_TRACKING_OUTAGE_SECONDS", "600")),
             engine=engine,
+            tracking_writer=writer,
             inject_fault=environ.get("GROKRAY_INJECT_FAULT", ""),
         )
 

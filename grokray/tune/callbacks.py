@@ -1,14 +1,15 @@
-"""The Tune callbacks: MLflow (a child run per replica, batched metrics, outages ridden out) and
-the progress line. (Module-level: Tune pickles them into the experiment state.)
+"""The Tune callbacks: MLflow (a child run per replica, made by the tracking writer from what the
+driver sends: ``grokray/tune/runlog.py``, ``grokray/tune/writer.py``) and the progress line.
+(Module-level: Tune pickles them into the experiment state.)
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,64 +17,30 @@ from typing import Any
 import pandas as pd
 from ray.tune import Callback
 
-from grokray import settings
-from grokray.analysis.plots import plot_run_curves
-from grokray.config import applicable
 from grokray.crash import crash_point
-from grokray.outcomes import curve_keys, outcome_keys
 from grokray.study import Study
-from grokray.tune.results import (
-    PACK,
-    config_key,
-    pack_members,
-    replica_configs,
-    replica_rows,
-    run_key,
-    run_name,
-    trial_curves,
-)
-from grokray.weights import WEIGHTS_FILE, save_weights
+from grokray.tune.results import pack_members, replica_configs, replica_rows
+from grokray.tune.runlog import RunLog, TrialView, ended_before_failure, final_weights, retry_tracking
+from grokray.tune.writer import Writer, open_writer
 
-
-def retry_tracking(study_name: str, call: Callable[..., Any], *args: Any) -> Any:
-    """Call the tracking server until it answers. An outage (up to
-    ``GROKRAY_TRACKING_OUTAGE_SECONDS``, ``grokray.settings``) pauses the driver's bookkeeping
-    while the trials go on training; queued metrics stay queued until the server has taken them,
-    so nothing is lost."""
-    deadline, delay, warned = time.monotonic() + settings.current().tracking_outage_seconds, 1.0, False
-    while True:
-        try:
-            result = call(*args)
-        except Exception as err:
-            if not _is_outage(err) or time.monotonic() > deadline:
-                raise
-            if not warned:
-                print(f"[{study_name}] tracking server unreachable ({type(err).__name__}); "
-                      "keeping results and retrying", file=sys.stderr, flush=True)  # fmt: skip
-                warned = True
-            time.sleep(delay)
-            delay = min(2 * delay, 10.0)
-            continue
-        if warned:
-            print(f"[{study_name}] tracking server back; nothing lost", file=sys.stderr, flush=True)
-        return result
-
-
-def _is_outage(err: BaseException) -> bool:
-    """A tracking server that does not answer (worth waiting for), not a bug (worth raising)."""
-    if isinstance(err, (OSError, TimeoutError)):  # requests' errors are OSErrors
-        return True
-    message = str(err)
-    markers = ("API request", "Connection", "Max retries", "timed out", "503", "502")
-    return type(err).__name__ == "MlflowException" and any(marker in message for marker in markers)
+__all__ = [
+    "MLflowCallback",
+    "ProgressCallback",
+    "ended_before_failure",
+    "error_line",
+    "final_weights",
+    "retry_tracking",
+]
 
 
 class MLflowCallback(Callback):
-    """A child run per replica of each trial under the study's parent run, metrics by ``log_batch``.
+    """A child run per replica of each trial under the study's parent run (``RunLog``), its
+    MLflow calls made by the tracking writer (``grokray/tune/writer.py``): the driver sends what
+    happened and goes on.
 
-    The MLflow state is rebuilt in ``setup`` (also after ``Tuner.restore`` unpickles this
-    object): child runs are found again by their ``ray.trial_id`` / ``grokray.replica`` tags,
-    never duplicated, and a restarted trial does not log again the steps its runs already have.
+    The writer is started in ``setup`` (also after ``Tuner.restore`` unpickles this object) and
+    waited for wherever Tune saves the experiment's state (``get_state``): MLflow is never behind
+    what a restored experiment believes done.
     """
 
     def __init__(self, study: Study, tracking_uri: str, parent_run_id: str) -> None:
@@ -81,11 +48,8 @@ class MLflowCallback(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.tracker: Any = None
-        self.last_flush: dict[str, float] = {}
-        self.logged_until: dict[str, int] = {}
+        self.writer: Writer | None = None
         self.opened: set[str] = set()  # trials whose child runs are open in this driver
-        self.figures = 0  # per-run figures drawn by this driver (``Study.run_figures``)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
@@ -95,13 +59,19 @@ class MLflowCallback(Callback):
         self._reset()
 
     def setup(self, **info: Any) -> None:
-        from grokray.tracking import StudyTracker
+        self.writer = open_writer(partial(RunLog, self.study, self.tracking_uri, self.parent_run_id))
 
-        self.tracker = self._retry(StudyTracker, self.study.name, self.tracking_uri)
-        self._retry(self.tracker.attach, self.parent_run_id)
+    def get_state(self) -> dict | None:
+        # Tune saves the experiment's state now: every message sent before is made first
+        if self.writer is not None:
+            self.writer.drain()
+        return None
 
-    def _retry(self, call: Callable[..., Any], *args: Any) -> Any:
-        return retry_tracking(self.study.name, call, *args)
+    def _drill(self, point: str) -> None:
+        """Before a crash drill's point: the driver is killed with what it sent made (the
+        window's meaning); where no drill names the point, a dictionary lookup."""
+        if self.writer is not None and os.environ.get("GROKRAY_CRASH_AT", "").partition(":")[0] == point:
+            self.writer.drain()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # the child runs open at the trial's first result, when the stopper has judged it: a run
@@ -111,88 +81,30 @@ class MLflowCallback(Callback):
         crash_point("trial_start")
 
     def _open(self, trial: Any, trials: list, result: Mapping[str, Any] | None) -> None:
+        assert self.writer is not None
         self.opened.add(trial.trial_id)
-        live = {t.trial_id for t in trials}
-        records = (result or {}).get("replicas") or {}
-        curves: dict[str, pd.DataFrame] | None = None
-        for replica, config in enumerate(replica_configs(self.study, trial.config)):
-            key = run_key(trial.trial_id, replica)
-            name = run_name(self.study, config, key)
-            tags = {"ray.trial_id": trial.trial_id, "grokray.replica": str(replica)}
-            if PACK in trial.config:  # the Tune trial that trains it with others
-                tags["grokray.pack"] = trial.trial_id
-            params = applicable(config)  # a run's own config: what applies to it
-            record = records.get(str(replica)) or {}
-            untrained = record.get("stop_reason") == "dominated" and not record.get("steps_run")
-            start = self.tracker.parent_start_ms if untrained else None
-            self.logged_until[key] = self._retry(
-                partial(self.tracker.start_trial, config_key=config_key(config), live=live, start_time=start),
-                key, name, params, tags,
-            )  # fmt: skip
-            if self.logged_until[key] < 0:
-                continue
-            # a restarted trial: log what its result.json on storage has that a stopped or killed
-            # driver had not sent yet
-            if curves is None:
-                curves = trial_curves(trial.path, trial.trial_id, trial.storage.storage_filesystem)
-            frame = curves.get(key)
-            if frame is not None:
-                for row in frame[frame["step"] > self.logged_until[key]].to_dict("records"):
-                    row = {k: v for k, v in row.items() if k != "trial_id" and pd.notna(v)}
-                    self.tracker.log_trial_metrics(key, row, curve_keys(row))
-                    self.logged_until[key] = int(row["step"])
+        self.writer.send("open", TrialView.of(trial, result), {t.trial_id for t in trials})
+        self._drill("runs_open")
         crash_point("runs_open")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        assert self.writer is not None
         if trial.trial_id not in self.opened:
             self._open(trial, trials, result)
-        for replica, record in (result.get("replicas") or {}).items():
-            key = run_key(trial.trial_id, int(replica))
-            if record.get("step", -1) > self.logged_until.get(key, -1):
-                self.tracker.log_trial_metrics(key, record, curve_keys(record))
-                self.logged_until[key] = record["step"]
-        # a trial's metrics go out every 5 s (a second per 100 runs for a larger pack: a flush is a
-        # call per run); a pack that ends sooner sends them with its runs' outcomes
-        now, runs = time.monotonic(), len(result.get("replicas") or ())
-        if now - self.last_flush.setdefault(trial.trial_id, now) > max(5.0, runs / 100):
-            self._retry(self.tracker.flush)
-            self.last_flush[trial.trial_id] = now
+        self.writer.send("result", trial.trial_id, result.get("replicas") or {})
+        self._drill("result")
         crash_point("result")
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
         crash_point("checkpoint_registered")
 
     def _end(self, trial: Any, trials: list, status: str, error: str | None = None) -> None:
+        assert self.writer is not None
         crash_point("trial_end")
         if trial.trial_id not in self.opened:  # ended before its first result (raised at once)
             self._open(trial, trials, trial.last_result)
-        replicas = (trial.last_result or {}).get("replicas") or {}
-        curves = trial_curves(trial.local_path, trial.trial_id)
-        configs = replica_configs(self.study, trial.config)
-        weights = final_weights(trial)
-        with tempfile.TemporaryDirectory() as tmp:
-            for replica, config in enumerate(configs):
-                key = run_key(trial.trial_id, replica)
-                record = replicas.get(str(replica), {})
-                outcome = outcome_keys(record)
-                own = status
-                if status == "FAILED" and ended_before_failure(record):
-                    own = "FINISHED"  # ended before its pack raised: its outcome stands
-                elif status == "FAILED":
-                    outcome["stop_reason"] = "failed"  # grokked as last reported: the run's record stands
-                frame = curves.get(key) if curves else None
-                name = run_name(self.study, config, key, outcome)  # its outcome in the runs table
-                folder = Path(tmp, key)
-                folder.mkdir()
-                # trained and done (none if the stopper ended it untrained)
-                if replica in weights and own == "FINISHED":
-                    save_weights(folder / WEIGHTS_FILE, config, weights[replica])
-                drawn = self.figures < self.study.run_figures - self.tracker.ended_at_attach
-                if drawn and frame is not None and len(frame) > 1 and "val_acc" in frame:
-                    plot_run_curves(frame, outcome, folder / "grokking_curve.png", name)
-                    self.figures += 1
-                why = error if own == "FAILED" else None
-                self._retry(self.tracker.end_trial, key, outcome, frame, own, why, folder, name)
+        self.writer.send("end", TrialView.of(trial), status, error)
+        self._drill("trial_ended")
         crash_point("trial_ended")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -200,49 +112,31 @@ class MLflowCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # also on Ctrl-C / SIGTERM, where Tune ends the experiment early: send what is queued
-        if self.tracker is not None:
-            self._retry(self.tracker.flush)
-            from grokray.tune.boundary import search_complete
-            from grokray.tune.run import SIGTERM_RECEIVED
+        if self.writer is None:
+            return
+        self.writer.send("flush")
+        from grokray.tune.boundary import search_complete
+        from grokray.tune.run import SIGTERM_RECEIVED
 
-            ended = trials and all(t.status in ("TERMINATED", "ERROR") for t in trials)
-            configs = sum(len(pack_members(t.config)) for t in trials)
-            table = None
-            if ended and self.study.sampler == "boundary":  # it ends when its search does
-                table = pd.DataFrame(
-                    [
-                        {**row, "failed": t.status == "ERROR" and row.get("stop_reason") in ("running", None)}
-                        for t in trials
-                        for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
-                    ]
-                )
-            if ended and search_complete(self.study, configs, table) and not SIGTERM_RECEIVED.is_set():
-                # every trial has ended: nothing will continue the runs a killed driver left
-                self._retry(self.tracker.supersede_orphans, {t.trial_id for t in trials})
+        ended = trials and all(t.status in ("TERMINATED", "ERROR") for t in trials)
+        configs = sum(len(pack_members(t.config)) for t in trials)
+        table = None
+        if ended and self.study.sampler == "boundary":  # it ends when its search does
+            table = pd.DataFrame(
+                [
+                    {**row, "failed": t.status == "ERROR" and row.get("stop_reason") in ("running", None)}
+                    for t in trials
+                    for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
+                ]
+            )
+        if ended and search_complete(self.study, configs, table) and not SIGTERM_RECEIVED.is_set():
+            # every trial has ended: nothing will continue the runs a killed driver left
+            self.writer.send("supersede", {t.trial_id for t in trials})
+        writer, self.writer = self.writer, None
+        writer.close()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, trials, "FAILED", error_line(trial) + " (trace: the trial's error.txt)")
-
-
-def ended_before_failure(record: Mapping[str, Any]) -> bool:
-    """Whether a replica of a trial that raised had already ended (grokked, budget, diverged,
-    dominated) as last reported: in a pack, the others' failure does not undo its outcome."""
-    return record.get("stop_reason", "running") not in ("running", "failed")
-
-
-def final_weights(trial: Any) -> dict[int, Any]:
-    """Each done replica's final weights, from the trial's newest checkpoint (written when its run
-    ended); none if the trial has no checkpoint or it cannot be read."""
-    checkpoint = getattr(trial, "checkpoint", None)
-    if checkpoint is None:
-        return {}
-    from grokray.tune.trainable import newest_checkpoint_state
-
-    try:
-        state, _ = newest_checkpoint_state(checkpoint.filesystem, checkpoint.path)
-    except Exception:  # a checkpoint gone or cut short: the run keeps its curves, not its weights
-        return {}
-    return dict(state.get("final_weights") or {})
 
 
 def error_line(trial: Any) -> str:
@@ -273,6 +167,7 @@ class ProgressCallback(Callback):
         self.started = time.monotonic()
         self.last = 0.0
         self.estimate = ""
+        self.estimated_at, self.estimate_cost = 0.0, 0.0  # when the estimate was made, how long it took
         self.bar: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -282,15 +177,21 @@ class ProgressCallback(Callback):
         self.started = time.monotonic()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        rows = [
-            row
-            for t in trials
-            if t.status == "TERMINATED" or t is trial
-            for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
-        ]
-        self.estimate = _quick_estimate(
-            rows, self.study.size_key() or "train_fraction", self.study.group_names(), self.study.group_bins()
-        )
+        # the running estimate costs time in proportion to the runs done (a bootstrap over all of
+        # them): it is redone once the time since it was last done is 20 times what it took, so it
+        # takes at most a twentieth of the driver's time (in a small study, at every trial's end)
+        now = time.monotonic()
+        if now - self.estimated_at >= 20 * self.estimate_cost:
+            rows = [
+                row
+                for t in trials
+                if t.status == "TERMINATED" or t is trial
+                for row in replica_rows(self.study, t.trial_id, t.config, t.last_result or {})
+            ]
+            size = self.study.size_key() or "train_fraction"
+            self.estimate = _quick_estimate(rows, size, self.study.group_names(), self.study.group_bins())
+            self.estimated_at = time.monotonic()
+            self.estimate_cost = self.estimated_at - now
         self._print(trials, force=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

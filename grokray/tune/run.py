@@ -20,6 +20,7 @@ from grokray.tune.results import pack_members, trial_curves
 from grokray.tune.search import fail_unfinished_optuna_trials, make_search, open_optuna_storage
 from grokray.tune.stopper import FailFast, GrokStopper
 from grokray.tune.trainable import run_trial
+from grokray.tune.writer import close_all
 
 
 def _connect_ray(address: str | None, verbose: bool) -> None:
@@ -212,6 +213,7 @@ def run_study(
         status = "KILLED"
         raise
     finally:
+        close_all()  # a study ended by an exception: what the writer was sent is made first
         retry_tracking(study.name, tracker.end_study, status)
 
 

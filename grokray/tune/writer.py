@@ -83,7 +83,7 @@ class ProcessWriter:
     result, ``close`` waits for all and ends the process."""
 
     def __init__(self, factory: Callable[[], Any]) -> None:
-        from ray import cloudpickle  # a study may hold functions defined in its file
+        import cloudpickle  # a study may hold functions defined in its file
 
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
@@ -183,7 +183,7 @@ def close_all() -> None:
 
 
 def _serve(inbox: Connection, outbox: Connection, parent: int) -> int:
-    from ray import cloudpickle
+    import cloudpickle
 
     target: Any = None
     error: str | None = None

@@ -50,6 +50,7 @@ class MLflowCallback(Callback):
     def _reset(self) -> None:
         self.writer: Writer | None = None
         self.opened: set[str] = set()  # trials whose child runs are open in this driver
+        self.known = 0  # how many of Tune's trials (a list it only appends to) the writer knows
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("study", "tracking_uri", "parent_run_id")}
@@ -83,7 +84,9 @@ class MLflowCallback(Callback):
     def _open(self, trial: Any, trials: list, result: Mapping[str, Any] | None) -> None:
         assert self.writer is not None
         self.opened.add(trial.trial_id)
-        self.writer.send("open", TrialView.of(trial, result), {t.trial_id for t in trials})
+        new = [t.trial_id for t in trials[self.known :]]  # the trials Tune added since: not all again
+        self.known = len(trials)
+        self.writer.send("open", TrialView.of(trial, result), new)
         self._drill("runs_open")
         crash_point("runs_open")
 

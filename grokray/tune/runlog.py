@@ -107,6 +107,7 @@ class RunLog:
         self.last_flush: dict[str, float] = {}
         self.logged_until: dict[str, int] = {}
         self.figures = 0  # per-run figures drawn by this driver (``Study.run_figures``)
+        self.live: set[str] = set()  # the trial ids the experiment knows (``open``)
 
     def _retry(self, call: Callable[..., Any], *args: Any) -> Any:
         return retry_tracking(self.study.name, call, *args)
@@ -114,9 +115,12 @@ class RunLog:
     def ping(self) -> None:
         """Nothing: the driver waits for it to know every earlier message is made."""
 
-    def open(self, trial: TrialView, live: Collection[str]) -> None:
-        """Open (create, or find again) the child runs of ``trial``; ``live``: the trial ids the
-        experiment knows (a run of a trial it does not know is an orphan, continued by config)."""
+    def open(self, trial: TrialView, new: Collection[str]) -> None:
+        """Open (create, or find again) the child runs of ``trial``; ``new``: the trial ids the
+        experiment added since the last ``open`` (a run of a trial it does not know is an orphan,
+        continued by config)."""
+        self.live.update(new)
+        live = self.live
         curves: dict[str, pd.DataFrame] | None = None
         for replica, config in enumerate(replica_configs(self.study, trial.config)):
             key = run_key(trial.trial_id, replica)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from optuna.samplers import GridSampler
@@ -238,6 +238,18 @@ class StoredOptunaSearch(GrokSearch):
             if trial_id not in self._completed_trials
         }
         requeue_orphaned_optuna_trials(self._ot_study, live)
+        known = {ot_trial._trial_id for ot_trial in self._ot_trials.values()}
+        told = told_after_snapshot(self._ot_study, lambda t: t._trial_id in known)
+        self._adopt = [t._trial_id for t in told]
+
+    def suggest(self, trial_id: str) -> dict | None:
+        # a config told COMPLETE after the snapshot is proposed again first, under its Optuna trial
+        adopt = self.__dict__.get("_adopt") or []
+        if adopt and trial_id not in self._ot_trials:
+            storage_id = adopt.pop(0)
+            frozen = self._ot_study._storage.get_trial(storage_id)
+            self._ot_trials[trial_id] = adopted_trial(self._ot_study, frozen)
+        return super().suggest(trial_id)
 
 
 def requeue_orphaned_optuna_trials(optuna_study: Any, live: set[int]) -> list[int]:
@@ -260,6 +272,29 @@ def requeue_orphaned_optuna_trials(optuna_study: Any, live: set[int]) -> list[in
             optuna_study.enqueue_trial(dict(frozen.params), user_attrs=requeued_from)
         failed.append(frozen.number)
     return failed
+
+
+def told_after_snapshot(optuna_study: Any, known: Callable[[Any], bool]) -> list[Any]:
+    """The COMPLETE trials of ``optuna_study`` that a restored searcher does not know (``known`` is
+    false): asked and told between Tune's last snapshot and the driver's death, in the order they
+    were asked. The restored experiment does not know their Tune trials either, so their configs
+    must be proposed again; a grid sampler would not (their points are done), and a re-queue would
+    complete each config twice. So the restored searcher proposes them again under the same Optuna
+    trials (``adopted_trial``): Tune trains them (their MLflow runs continued, by config), Optuna
+    keeps the value it holds (training is seeded: the same outcome)."""
+    from optuna.trial import TrialState
+
+    done = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [frozen for frozen in sorted(done, key=lambda t: t.number) if not known(frozen)]
+
+
+def adopted_trial(optuna_study: Any, frozen: Any) -> Any:
+    """A handle on a finished Optuna trial (``told_after_snapshot``): a search space asked of it gets
+    the values it holds (Optuna does not sample a parameter a trial already has); reporting to it or
+    telling it raises ``UpdateFinishedTrialError``, which the searchers take as told."""
+    import optuna
+
+    return optuna.trial.Trial(optuna_study, frozen._trial_id)
 
 
 def fail_unfinished_optuna_trials(storage: Any, study_name: str) -> int:
@@ -629,3 +664,16 @@ class PackSearch(Searcher):
         held = [item for pack in self._packs.values() for item in pack] + self._pending
         live = {t._trial_id for t, _ in held if t.number not in self._told}
         requeue_orphaned_optuna_trials(self._ot_study, live)
+        # asked and told after it: proposed again first, under their own (finished) Optuna trials
+        from ray.tune.search.optuna.optuna_search import _OptunaTrialSuggestCaptor
+
+        known = {t.number for t, _ in held} | self._told
+        adopted = []
+        for frozen in told_after_snapshot(self._ot_study, lambda t: t.number in known):
+            handle = adopted_trial(self._ot_study, frozen)
+            captor = _OptunaTrialSuggestCaptor(handle)
+            extra = self._space(captor)
+            adopted.append((handle, {**captor.captured_values, **(extra or {})}))
+            self._told.add(frozen.number)
+            self._asked += 1
+        self._pending = adopted + self._pending

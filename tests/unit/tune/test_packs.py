@@ -254,3 +254,39 @@ def test_a_restored_pack_search_requeues_the_packs_asked_after_the_snapshot(tmp_
         t.params["train_fraction"] for t in restored._ot_study.get_trials() if t.state == TrialState.COMPLETE
     ]
     assert sorted(complete) == sorted(SIZES)  # every config COMPLETE once
+
+
+def test_a_restored_pack_search_proposes_again_the_configs_told_after_the_snapshot(tmp_path):
+    """A pack asked *and* ended after the last snapshot (its Tune trial unknown to the restored
+    experiment, its configs COMPLETE in the database): its configs are proposed again first, under
+    their own Optuna trials, so that they are trained again (their MLflow runs continued); Optuna
+    keeps each config COMPLETE once, with the value it was told."""
+    import pickle
+
+    from grokray.tune.search import open_optuna_storage
+
+    study = _study(pack=4, monotone_stop=0)  # 2 configs a pack
+    search = make_search(study, open_optuna_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), "s")
+    pristine = pickle.dumps(search)  # what Tune pickles at Tuner creation (tuner.pkl)
+    first = search.suggest("t0")
+    search.on_trial_complete("t0", flatten_dict(_result(first, GROKKED, GROKKED, GROKKED, GROKKED)))
+    snapshot = tmp_path / "searcher-state.pkl"
+    search.save(str(snapshot))  # the last experiment snapshot before the kill
+    told = search.suggest("t1")  # asked after it, and ended before the kill
+    search.on_trial_complete("t1", flatten_dict(_result(told, GROKKED, GROKKED, FAILED, FAILED)))
+    values = {t.number: t.value for t in search._ot_study.get_trials() if t.state == TrialState.COMPLETE}
+
+    restored = pickle.loads(pristine)
+    restored.restore(str(snapshot))
+    again = restored.suggest("t1-again")
+    assert _sizes(again) == _sizes(told)
+    # trained again: it reports and ends without an error, the values Optuna holds stand
+    restored.on_trial_result("t1-again", flatten_dict(_result(again, *[RUNNING] * 4, training_iteration=3)))
+    restored.on_trial_complete("t1-again", flatten_dict(_result(again, *[FAILED] * 4)))
+    rest = restored.suggest("t2")
+    restored.on_trial_complete("t2", flatten_dict(_result(rest, FAILED, FAILED)))
+    assert restored.suggest("t3") == PackSearch.FINISHED
+    trials = restored._ot_study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(SIZES)
+    assert sorted(t.params["train_fraction"] for t in trials) == sorted(SIZES)  # each config once
+    assert {t.number: t.value for t in trials if t.number in values} == values

@@ -34,14 +34,17 @@ POINTS = (
 _passed: Counter[str] = Counter()
 
 
+def armed(name: str) -> bool:
+    """Whether ``GROKRAY_CRASH_AT`` names this point (whichever pass): a caller may settle what
+    the point's window means before ``crash_point``."""
+    return os.environ.get("GROKRAY_CRASH_AT", "").partition(":")[0] == name
+
+
 def crash_point(name: str) -> None:
     """Kill the driver here if ``GROKRAY_CRASH_AT`` names this point (and this is its N-th pass)."""
-    spec = os.environ.get("GROKRAY_CRASH_AT")
-    if not spec:
+    if not armed(name):
         return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
+    nth = os.environ["GROKRAY_CRASH_AT"].partition(":")[2]
     _passed[name] += 1
     if _passed[name] != int(nth or 1):
         return
@@ -55,7 +58,7 @@ def crash_point(name: str) -> None:
         time.sleep(0.5)  # let the handler run (it turns SIGTERM into an interruption) before going on
 
 
-__all__ = ["POINTS", "crash_point"]
+__all__ = ["POINTS", "armed", "crash_point"]
 
 
 def pid_alive(pid: int) -> bool:

@@ -6,7 +6,6 @@ driver sends: ``grokray/tune/runlog.py``, ``grokray/tune/writer.py``) and the pr
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,10 +16,10 @@ from typing import Any
 import pandas as pd
 from ray.tune import Callback
 
-from grokray.crash import crash_point
+from grokray.crash import armed, crash_point
 from grokray.study import Study
 from grokray.tune.results import pack_members, replica_configs, replica_rows
-from grokray.tune.runlog import RunLog, TrialView, ended_before_failure, final_weights, retry_tracking
+from grokray.tune.runlog import RunLog, TrialView, ended_before_failure, retry_tracking
 from grokray.tune.writer import Writer, open_writer
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "ProgressCallback",
     "ended_before_failure",
     "error_line",
-    "final_weights",
     "retry_tracking",
 ]
 
@@ -71,7 +69,7 @@ class MLflowCallback(Callback):
     def _drill(self, point: str) -> None:
         """Before a crash drill's point: the driver is killed with what it sent made (the
         window's meaning); where no drill names the point, a dictionary lookup."""
-        if self.writer is not None and os.environ.get("GROKRAY_CRASH_AT", "").partition(":")[0] == point:
+        if self.writer is not None and armed(point):
             self.writer.drain()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

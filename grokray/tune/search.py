@@ -246,9 +246,7 @@ class StoredOptunaSearch(GrokSearch):
         # a config told COMPLETE after the snapshot is proposed again first, under its Optuna trial
         adopt = self.__dict__.get("_adopt") or []
         if adopt and trial_id not in self._ot_trials:
-            storage_id = adopt.pop(0)
-            frozen = self._ot_study._storage.get_trial(storage_id)
-            self._ot_trials[trial_id] = adopted_trial(self._ot_study, frozen)
+            self._ot_trials[trial_id] = adopted_trial(self._ot_study, adopt.pop(0))
         return super().suggest(trial_id)
 
 
@@ -288,13 +286,13 @@ def told_after_snapshot(optuna_study: Any, known: Callable[[Any], bool]) -> list
     return [frozen for frozen in sorted(done, key=lambda t: t.number) if not known(frozen)]
 
 
-def adopted_trial(optuna_study: Any, frozen: Any) -> Any:
+def adopted_trial(optuna_study: Any, storage_id: int) -> Any:
     """A handle on a finished Optuna trial (``told_after_snapshot``): a search space asked of it gets
     the values it holds (Optuna does not sample a parameter a trial already has); reporting to it or
     telling it raises ``UpdateFinishedTrialError``, which the searchers take as told."""
     import optuna
 
-    return optuna.trial.Trial(optuna_study, frozen._trial_id)
+    return optuna.trial.Trial(optuna_study, storage_id)
 
 
 def fail_unfinished_optuna_trials(storage: Any, study_name: str) -> int:
@@ -670,7 +668,7 @@ class PackSearch(Searcher):
         known = {t.number for t, _ in held} | self._told
         adopted = []
         for frozen in told_after_snapshot(self._ot_study, lambda t: t.number in known):
-            handle = adopted_trial(self._ot_study, frozen)
+            handle = adopted_trial(self._ot_study, frozen._trial_id)
             captor = _OptunaTrialSuggestCaptor(handle)
             extra = self._space(captor)
             adopted.append((handle, {**captor.captured_values, **(extra or {})}))
